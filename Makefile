@@ -1,0 +1,40 @@
+# Vesalius: `make demo` runs a server with sample studies; `make test` runs the whole suite.
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= .demo-data
+
+.PHONY: setup demo test lint typecheck bench clean sysdeps
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+sysdeps:
+	@./scripts/sysdeps.sh
+
+demo: sysdeps setup
+	$(BIN)/vesalius import --data-dir $(DEMO_DIR) --samples
+	@echo ""
+	@echo "Vesalius demo: DICOM  VESALIUS@127.0.0.1:11112   HTTP  http://127.0.0.1:8080/healthz"
+	@echo "  try: echoscu -aec VESALIUS 127.0.0.1 11112"
+	@echo "       findscu -S -aec VESALIUS -k QueryRetrieveLevel=STUDY -k PatientName='*' 127.0.0.1 11112"
+	$(BIN)/vesalius serve --data-dir $(DEMO_DIR)
+
+test: sysdeps setup
+	$(BIN)/python -m pytest -q
+
+lint:
+	$(BIN)/ruff check vesalius tests benchmarks
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python benchmarks/ingest.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR)
