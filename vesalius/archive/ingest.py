@@ -1,0 +1,115 @@
+"""Ingest: validate, dedupe, store durably, index, then acknowledge (PS3.4 Annex B).
+
+Order of operations for every object, whatever interface it came from:
+parse and validate -> SHA-256 -> (duplicate? answer now) -> write, fsync, rename ->
+index in one transaction -> answer success. An object on disk without an index row was
+never acknowledged and is removed by start-up recovery.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import Enum
+
+from vesalius.dicom.parse import parse_part10
+from vesalius.dicom.record import make_record
+from vesalius.errors import InvalidDicom, StorageError
+from vesalius.index.writer import IndexWriter, Outcome
+from vesalius.storage.base import BlobStore, blob_key_for
+
+log = logging.getLogger("vesalius.ingest")
+
+
+class Status(int, Enum):
+    """C-STORE statuses (PS3.4 B.2.3, PS3.7 C) that ingest answers with."""
+
+    SUCCESS = 0x0000
+    WARNING_COERCION = 0xB000
+    DUPLICATE_INVOCATION = 0x0111  # Duplicate SOP Instance (PS3.7 C.5.8): used for reject
+    OUT_OF_RESOURCES = 0xA700
+    DATASET_MISMATCH = 0xA900
+    CANNOT_UNDERSTAND = 0xC000
+    PROCESSING_FAILURE = 0x0110
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """The answer to one stored object."""
+
+    status: Status
+    outcome: str  # stored | duplicate | kept | replaced | rejected | invalid | error
+    reason: str = ""
+    sop_instance_uid: str = ""
+    study_uid: str = ""
+    blob_key: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == Status.SUCCESS or self.status == Status.WARNING_COERCION
+
+
+class Ingestor:
+    """Turns bytes into archived instances under the configured conflict policy."""
+
+    def __init__(self, store: BlobStore, writer: IndexWriter, on_conflict: str) -> None:
+        self.store = store
+        self.writer = writer
+        self.on_conflict = on_conflict
+
+    def ingest(self, data: bytes, source_ae: str = "", expected_sop_instance: str | None = None) -> IngestReport:
+        """Archive one Part-10 object; never raises for bad input, answers a status instead."""
+        try:
+            parsed = parse_part10(data, expected_sop_instance=expected_sop_instance)
+        except InvalidDicom as exc:
+            log.info("refused object from %s: %s", source_ae or "local", exc)
+            return IngestReport(Status.CANNOT_UNDERSTAND, "invalid", str(exc))
+        key = blob_key_for(data)
+        # Fast path for re-sends: same UID and same bytes is a success with nothing to do.
+        known = self.writer.lookup_key(parsed.sop_instance_uid)
+        if known == key:
+            return IngestReport(Status.SUCCESS, "duplicate", "", parsed.sop_instance_uid, parsed.study_uid, key)
+        try:
+            rec = make_record(parsed.dataset, sop_uid=parsed.sop_instance_uid, sop_class=parsed.sop_class_uid,
+                              study_uid=parsed.study_uid, series_uid=parsed.series_uid,
+                              transfer_syntax=parsed.transfer_syntax, blob_key=key, size=len(data),
+                              source_ae=source_ae)
+        except Exception as exc:  # a header pydicom reads but we cannot index
+            log.warning("could not index object from %s: %s", source_ae or "local", type(exc).__name__)
+            return IngestReport(Status.CANNOT_UNDERSTAND, "invalid", f"header cannot be indexed ({type(exc).__name__})")
+        if known is not None and self.on_conflict != "replace":
+            result = self.writer.ingest(rec, self.on_conflict)  # records the conflict, writes nothing
+        else:
+            try:
+                self.store.put(key, data)
+            except StorageError as exc:
+                log.error("storage failure: %s", exc)
+                return IngestReport(Status.OUT_OF_RESOURCES, "error", str(exc))
+            try:
+                result = self.writer.ingest(rec, self.on_conflict)
+            except Exception as exc:
+                log.error("index failure: %s", type(exc).__name__)
+                self._discard_if_unreferenced(key)
+                self.store.settle(key)
+                return IngestReport(Status.OUT_OF_RESOURCES, "error", f"index failure ({type(exc).__name__})")
+            if result.outcome in (Outcome.KEPT, Outcome.REJECTED):
+                self._discard_if_unreferenced(key)
+            if result.outcome == Outcome.REPLACED and result.old_key and result.old_key != key:
+                self._discard_if_unreferenced(result.old_key)
+            self.store.settle(key)
+        uid, study = parsed.sop_instance_uid, parsed.study_uid
+        if result.outcome == Outcome.REJECTED:
+            return IngestReport(Status.DUPLICATE_INVOCATION, "rejected",
+                                "an instance with this SOP Instance UID and different content is already "
+                                "archived (on_conflict = reject)", uid, study, key)
+        return IngestReport(Status.SUCCESS, result.outcome.value, "", uid, study, key)
+
+    def _discard_if_unreferenced(self, key: str) -> None:
+        from sqlalchemy import select
+
+        from vesalius.index.models import instances
+
+        with self.writer.engine.connect() as conn:
+            used = conn.execute(select(instances.c.pk).where(instances.c.blob_key == key).limit(1)).first()
+        if used is None:
+            self.store.delete(key)

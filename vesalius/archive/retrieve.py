@@ -1,0 +1,109 @@
+"""Retrieve: locate the instances a C-MOVE / C-GET / WADO request names (PS3.4 C.4.2, C.4.3).
+
+Sub-operations send each instance in its stored transfer syntax when the peer accepts
+it, and otherwise transcode it (see :mod:`vesalius.dicom.transcode`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from vesalius.dicom.keys import Level
+from vesalius.dicom.uids import is_valid_uid
+from vesalius.errors import QueryError
+from vesalius.index.models import instances, patients, series, studies
+from vesalius.storage.base import BlobStore
+
+
+@dataclass(frozen=True)
+class InstanceRef:
+    """Where one archived instance is and what it is."""
+
+    sop_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    blob_key: str
+    size: int
+    study_uid: str
+    series_uid: str
+
+
+def _uid_list(ds: Dataset, keyword: str) -> list[str]:
+    v = ds.get(keyword)
+    if v is None or v == "":
+        return []
+    vals = [str(x).strip() for x in (v if isinstance(v, (list, tuple)) or hasattr(v, "__iter__") and not isinstance(v, str) else str(v).split("\\"))]
+    vals = [x for x in vals if x]
+    for x in vals:
+        if not is_valid_uid(x):
+            raise QueryError(f"{keyword} contains an invalid UID")
+    return vals
+
+
+class RetrieveService:
+    """Finds instances for retrieval and reads their bytes."""
+
+    def __init__(self, engine: Engine, store: BlobStore) -> None:
+        self.engine = engine
+        self.store = store
+
+    def locate(self, identifier: Dataset, level: Level | None = None) -> list[InstanceRef]:
+        """The instances named by a C-MOVE/C-GET identifier (unique keys, PS3.4 C.4.2.1.4)."""
+        if level is None:
+            lv = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
+            try:
+                level = Level(lv)
+            except ValueError:
+                raise QueryError(f"QueryRetrieveLevel {lv!r} is not PATIENT, STUDY, SERIES or IMAGE") from None
+        stmt = (select(instances.c.sop_uid, instances.c.sop_class_uid, instances.c.transfer_syntax,
+                       instances.c.blob_key, instances.c.size, studies.c.study_uid, series.c.series_uid)
+                .select_from(instances.join(series, instances.c.series_pk == series.c.pk)
+                             .join(studies, instances.c.study_pk == studies.c.pk)
+                             .join(patients, studies.c.patient_pk == patients.c.pk)))
+        constrained = False
+        if level == Level.PATIENT or identifier.get("PatientID"):
+            pid = str(identifier.get("PatientID", "") or "").strip()
+            if level == Level.PATIENT and not pid:
+                raise QueryError("PatientID is required for a PATIENT level retrieve")
+            if pid:
+                stmt = stmt.where(patients.c.patient_id == pid)
+                constrained = True
+        for kw, col, lv in (("StudyInstanceUID", studies.c.study_uid, Level.STUDY),
+                            ("SeriesInstanceUID", series.c.series_uid, Level.SERIES),
+                            ("SOPInstanceUID", instances.c.sop_uid, Level.IMAGE)):
+            uids = _uid_list(identifier, kw)
+            if lv.depth <= level.depth and lv.depth == level.depth and not uids:
+                raise QueryError(f"{kw} is required for a {level.value} level retrieve")
+            if uids and lv.depth <= level.depth:
+                stmt = stmt.where(col.in_(uids))
+                constrained = True
+        if not constrained:
+            raise QueryError("the retrieve identifier names no patient, study, series or instance")
+        stmt = stmt.order_by(series.c.pk, instances.c.instance_number, instances.c.pk)
+        with self.engine.connect() as conn:
+            return [InstanceRef(*row) for row in conn.execute(stmt)]
+
+    def instances_of(self, study_uid: str | None = None, series_uid: str | None = None,
+                     sop_uid: str | None = None) -> list[InstanceRef]:
+        ds = Dataset()
+        level = Level.STUDY
+        if study_uid:
+            ds.StudyInstanceUID = study_uid
+        if series_uid:
+            ds.SeriesInstanceUID = series_uid
+            level = Level.SERIES
+        if sop_uid:
+            ds.SOPInstanceUID = sop_uid
+            level = Level.IMAGE
+        return self.locate(ds, level)
+
+    def read(self, ref: InstanceRef) -> bytes:
+        return self.store.get(ref.blob_key)
+
+    def path(self, ref: InstanceRef) -> Path | None:
+        return self.store.local_path(ref.blob_key)

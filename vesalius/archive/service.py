@@ -1,0 +1,129 @@
+"""The archive: one context object handed to every interface (DIMSE, HTTP, CLI, workers).
+
+Like Orthanc's ServerContext, it owns the index and the storage and exposes the archive's
+operations; interfaces never touch the index or storage directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+from pydicom.dataset import Dataset
+from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Engine
+
+from vesalius.archive import maintenance
+from vesalius.archive.ingest import IngestReport, Ingestor
+from vesalius.archive.query import QueryService
+from vesalius.archive.retrieve import InstanceRef, RetrieveService
+from vesalius.config import Remote, Settings
+from vesalius.dicom.matching import Query, parse_identifier
+from vesalius.errors import ConfigError, NotFound
+from vesalius.index.db import open_index
+from vesalius.index.models import instances, remotes
+from vesalius.index.query import IndexReader
+from vesalius.index.writer import IndexWriter
+from vesalius.storage import BlobStore, FilesystemStore, MemoryStore
+
+log = logging.getLogger("vesalius.archive")
+
+
+class Archive:
+    """Ingest, query, retrieve and maintain the archive."""
+
+    def __init__(self, settings: Settings, engine: Engine, store: BlobStore) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.store = store
+        self.writer = IndexWriter(engine)
+        self.reader = IndexReader(engine)
+        self.ingestor = Ingestor(store, self.writer, settings.on_conflict)
+        self.queries = QueryService(self.reader, settings.ae_title)
+        self.retrieval = RetrieveService(engine, store)
+
+    # ---------------------------------------------------------------- ingest
+    def store_bytes(self, data: bytes, source_ae: str = "", expected_sop_instance: str | None = None) -> IngestReport:
+        """Archive one DICOM Part-10 object (see :mod:`vesalius.archive.ingest`)."""
+        return self.ingestor.ingest(data, source_ae, expected_sop_instance)
+
+    # ---------------------------------------------------------------- query
+    def parse_query(self, identifier: Dataset) -> Query:
+        return parse_identifier(identifier, case_insensitive_names=self.settings.case_insensitive_names)
+
+    def find(self, q: Query, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """DICOM JSON objects matching ``q`` (C-FIND and QIDO-RS)."""
+        return self.queries.search(q, **kwargs)
+
+    # ---------------------------------------------------------------- retrieve
+    def locate(self, identifier: Dataset) -> list[InstanceRef]:
+        return self.retrieval.locate(identifier)
+
+    def read(self, ref: InstanceRef) -> bytes:
+        return self.retrieval.read(ref)
+
+    def is_committed(self, sop_class_uid: str, sop_uid: str) -> bool:
+        """Storage Commitment (PS3.4 J.3): fsynced and indexed, with the same SOP class."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(instances.c.sop_class_uid, instances.c.blob_key)
+                               .where(instances.c.sop_uid == sop_uid)).first()
+        return row is not None and row.sop_class_uid == sop_class_uid and self.store.exists(row.blob_key)
+
+    # ---------------------------------------------------------------- remotes
+    def remotes(self) -> list[Remote]:
+        """Configured remotes: the TOML ``[[remote]]`` tables plus those added with the CLI."""
+        merged = {r.name: r for r in self.settings.remotes}
+        with self.engine.connect() as conn:
+            for row in conn.execute(select(remotes).order_by(remotes.c.name)):
+                merged.setdefault(row.name, Remote(row.name, row.ae_title, row.host, row.port))
+        return sorted(merged.values(), key=lambda r: r.name)
+
+    def remote_by_ae(self, ae_title: str) -> Remote:
+        for r in self.remotes():
+            if r.ae_title == ae_title.strip():
+                return r
+        raise NotFound(f"no remote with AE title {ae_title.strip()!r}; add it with 'vesalius remote add'")
+
+    def add_remote(self, remote: Remote) -> None:
+        if any(r.name == remote.name for r in self.settings.remotes):
+            raise ConfigError(f"remote {remote.name!r} is defined in the config file; edit it there")
+        with self.engine.begin() as conn:
+            conn.execute(delete(remotes).where(remotes.c.name == remote.name))
+            conn.execute(insert(remotes).values(name=remote.name, ae_title=remote.ae_title,
+                                                host=remote.host, port=remote.port))
+
+    def remove_remote(self, name: str) -> bool:
+        with self.engine.begin() as conn:
+            return bool(conn.execute(delete(remotes).where(remotes.c.name == name)).rowcount)
+
+    # ---------------------------------------------------------------- maintenance
+    def stats(self) -> dict[str, int]:
+        return maintenance.stats(self.engine)
+
+    def recover(self) -> dict[str, int]:
+        return maintenance.recover(self.engine, self.store)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_archive(settings: Settings, *, recover: bool = True) -> Archive:
+    """Open the index and storage named by ``settings`` (creating them if needed)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = open_index(settings.db_url)
+    store: BlobStore
+    if settings.storage == "memory":
+        store = MemoryStore()
+    else:
+        store = FilesystemStore(settings.data_dir / "storage")
+    archive = Archive(settings, engine, store)
+    if recover:
+        result = archive.recover()
+        if any(result.values()):
+            log.warning("start-up recovery: %s", result)
+    return archive
+
+
+__all__ = ["Archive", "open_archive", "replace"]

@@ -1,0 +1,1 @@
+"""The index: SQLAlchemy models and queries over patients, studies, series and instances."""

@@ -1,0 +1,84 @@
+"""Opening the index database: SQLite (embedded default) or PostgreSQL via psycopg 3.
+
+The schema is created and upgraded with Alembic (``vesalius/index/migrations``) on open.
+SQLite runs in WAL mode with ``synchronous=FULL`` so a committed index row survives a crash.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import Engine
+
+from vesalius.errors import ConfigError
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+_upgrade_lock = threading.Lock()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA cache_size=-65536")
+    cur.execute("PRAGMA temp_store=MEMORY")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Create the engine for ``url`` with the settings the archive relies on."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    if url.startswith("sqlite"):
+        db_path = url.split("///", 1)[-1]
+        if db_path and db_path != ":memory:":
+            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               pool_size=20, max_overflow=60)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        # Let SQLAlchemy's transaction handling own BEGIN, as the pysqlite docs advise.
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+    elif url.startswith("postgresql+psycopg"):
+        engine = create_engine(url, pool_size=20, max_overflow=60, pool_pre_ping=True)
+    else:
+        raise ConfigError(f"unsupported database URL {url.split(':', 1)[0]!r}: use sqlite:/// or postgresql+psycopg://")
+    return engine
+
+
+def _alembic_config(engine: Engine) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (idempotent)."""
+    from alembic import command
+
+    with _upgrade_lock:
+        command.upgrade(_alembic_config(engine), "head")
+
+
+def open_index(url: str) -> Engine:
+    """Open (and create or upgrade) the index at ``url``."""
+    engine = make_engine(url)
+    if engine.dialect.name == "sqlite":
+        # Set pysqlite to autocommit mode so the 'begin' listener above controls transactions.
+        @event.listens_for(engine, "connect")
+        def _no_pysqlite_tx(dbapi_conn: Any, _rec: Any) -> None:
+            dbapi_conn.isolation_level = None
+
+    upgrade(engine)
+    return engine
+
+
+def table_names(engine: Engine) -> list[str]:
+    return list(inspect(engine).get_table_names())

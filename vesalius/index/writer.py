@@ -1,0 +1,186 @@
+"""The index's write side: one transaction per stored instance.
+
+Counters defined by PS3.4 C.3.4 (NumberOfStudyRelated*, NumberOfSeriesRelatedInstances,
+NumberOfPatientRelatedStudies) and ModalitiesInStudy are maintained here, so queries
+never count rows.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from vesalius.dicom.record import InstanceRecord
+from vesalius.index.models import conflicts, instances, patients, series, studies
+
+
+class Outcome(str, Enum):
+    """What happened to an incoming instance."""
+
+    STORED = "stored"
+    DUPLICATE = "duplicate"  # same SOP Instance UID, same bytes: nothing to do
+    KEPT = "kept"  # same UID, other bytes, policy keep: the first copy stays
+    REPLACED = "replaced"  # same UID, other bytes, policy replace: the new copy wins
+    REJECTED = "rejected"  # same UID, other bytes, policy reject
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    outcome: Outcome
+    old_key: str = ""  # the replaced object's blob key, to remove after commit
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class IndexWriter:
+    """Transactional writes of instances, patients, studies and series."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        # SQLite has one writer at a time; serialising in-process avoids busy retries.
+        self._lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+
+    def lookup_key(self, sop_uid: str) -> str | None:
+        """The blob key stored for ``sop_uid``, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(instances.c.blob_key).where(instances.c.sop_uid == sop_uid)).first()
+        return row[0] if row else None
+
+    def record_conflict(self, kind: str, action: str, rec: InstanceRecord, old_key: str, detail: str) -> None:
+        with self.engine.begin() as conn:
+            self._conflict(conn, kind, action, rec, old_key, detail)
+
+    @staticmethod
+    def _conflict(conn: Connection, kind: str, action: str, rec: InstanceRecord, old_key: str,
+                  detail: str) -> None:
+        conn.execute(insert(conflicts).values(
+            at=now(), kind=kind, action=action, sop_uid=rec.sop_uid, study_uid=rec.study_uid,
+            old_key=old_key, new_key=rec.blob_key, source_ae=rec.source_ae, detail=detail))
+
+    def ingest(self, rec: InstanceRecord, on_conflict: str) -> IngestResult:
+        """Index ``rec`` (its object is already durable in storage) under the conflict policy."""
+        for attempt in range(20):
+            try:
+                if self._lock is not None:
+                    with self._lock, self.engine.begin() as conn:
+                        return self._ingest(conn, rec, on_conflict)
+                with self.engine.begin() as conn:
+                    return self._ingest(conn, rec, on_conflict)
+            except IntegrityError:
+                # A parallel association created the same patient/study/series/instance
+                # first; run again, now seeing its rows.
+                if attempt == 19:
+                    raise
+            except OperationalError as exc:  # e.g. PostgreSQL serialization/deadlock
+                if attempt == 19 or "deadlock" not in str(exc).lower():
+                    raise
+        raise RuntimeError("unreachable")
+
+    def _ingest(self, conn: Connection, rec: InstanceRecord, on_conflict: str) -> IngestResult:
+        ts = now()
+        existing = conn.execute(
+            select(instances.c.pk, instances.c.blob_key, instances.c.size, instances.c.series_pk,
+                   instances.c.study_pk).where(instances.c.sop_uid == rec.sop_uid)
+        ).first()
+        if existing is not None:
+            if existing.blob_key == rec.blob_key:
+                return IngestResult(Outcome.DUPLICATE)
+            detail = "same SOP Instance UID with different content"
+            if on_conflict == "reject":
+                self._conflict(conn, "instance", "rejected", rec, existing.blob_key, detail)
+                return IngestResult(Outcome.REJECTED)
+            if on_conflict == "keep":
+                self._conflict(conn, "instance", "kept", rec, existing.blob_key, detail)
+                return IngestResult(Outcome.KEPT)
+            # replace: the new object takes the old one's place in the same hierarchy
+            conn.execute(update(instances).where(instances.c.pk == existing.pk).values(
+                sop_class_uid=rec.sop_class_uid, instance_number=rec.instance_number,
+                number_of_frames=rec.number_of_frames, transfer_syntax=rec.transfer_syntax,
+                blob_key=rec.blob_key, size=rec.size, charset=rec.charset, header=rec.header,
+                source_ae=rec.source_ae, received_at=ts))
+            conn.execute(update(studies).where(studies.c.pk == existing.study_pk).values(
+                size_bytes=studies.c.size_bytes + (rec.size - existing.size), updated_at=ts))
+            conn.execute(update(series).where(series.c.pk == existing.series_pk).values(updated_at=ts))
+            self._conflict(conn, "instance", "replaced", rec, existing.blob_key, detail)
+            return IngestResult(Outcome.REPLACED, old_key=existing.blob_key)
+
+        study = conn.execute(
+            select(studies.c.pk, studies.c.patient_pk, studies.c.modalities, studies.c.sop_classes)
+            .where(studies.c.study_uid == rec.study_uid)
+        ).first()
+        if study is None:
+            patient_pk = self._patient(conn, rec, ts)
+            study_pk = conn.execute(insert(studies).values(
+                study_uid=rec.study_uid, patient_pk=patient_pk, study_date=rec.study_date,
+                study_time=rec.study_time, accession_number=rec.accession_number,
+                study_id=rec.study_id, description=rec.study_description,
+                referring_name=rec.referring_name, modalities="", sop_classes="", num_series=0,
+                num_instances=0, size_bytes=0, charset=rec.charset, created_at=ts, updated_at=ts,
+            ).returning(studies.c.pk)).scalar_one()
+            conn.execute(update(patients).where(patients.c.pk == patient_pk)
+                         .values(num_studies=patients.c.num_studies + 1))
+            modalities, sop_classes = "", ""
+        else:
+            study_pk, patient_pk = study.pk, study.patient_pk
+            modalities, sop_classes = study.modalities, study.sop_classes
+            owner = conn.execute(select(patients.c.patient_id, patients.c.issuer)
+                                 .where(patients.c.pk == patient_pk)).first()
+            if owner is not None and (owner.patient_id, owner.issuer) != (rec.patient_id, rec.issuer):
+                self._conflict(conn, "patient", "recorded", rec, "",
+                               "study arrived under a different Patient ID/Issuer than before; "
+                               "indexed under the study's first patient")
+
+        ser = conn.execute(select(series.c.pk).where(series.c.series_uid == rec.series_uid)).first()
+        if ser is None:
+            series_pk = conn.execute(insert(series).values(
+                series_uid=rec.series_uid, study_pk=study_pk, modality=rec.modality,
+                series_number=rec.series_number, description=rec.series_description,
+                body_part=rec.body_part, series_date=rec.series_date, series_time=rec.series_time,
+                num_instances=0, updated_at=ts,
+            ).returning(series.c.pk)).scalar_one()
+            new_series = 1
+        else:
+            series_pk, new_series = ser.pk, 0
+
+        conn.execute(insert(instances).values(
+            sop_uid=rec.sop_uid, series_pk=series_pk, study_pk=study_pk,
+            sop_class_uid=rec.sop_class_uid, instance_number=rec.instance_number,
+            number_of_frames=rec.number_of_frames, transfer_syntax=rec.transfer_syntax,
+            blob_key=rec.blob_key, size=rec.size, charset=rec.charset, header=rec.header,
+            source_ae=rec.source_ae, received_at=ts))
+        conn.execute(update(series).where(series.c.pk == series_pk).values(
+            num_instances=series.c.num_instances + 1, updated_at=ts))
+        values: dict[str, object] = {
+            "num_instances": studies.c.num_instances + 1,
+            "num_series": studies.c.num_series + new_series,
+            "size_bytes": studies.c.size_bytes + rec.size,
+            "updated_at": ts,
+        }
+        if rec.modality and f"\\{rec.modality}\\" not in modalities:
+            values["modalities"] = (modalities or "\\") + rec.modality + "\\"
+        if f"\\{rec.sop_class_uid}\\" not in sop_classes:
+            values["sop_classes"] = (sop_classes or "\\") + rec.sop_class_uid + "\\"
+        conn.execute(update(studies).where(studies.c.pk == study_pk).values(**values))
+        return IngestResult(Outcome.STORED)
+
+    @staticmethod
+    def _patient(conn: Connection, rec: InstanceRecord, ts: datetime) -> int:
+        row = conn.execute(select(patients.c.pk).where(
+            patients.c.patient_id == rec.patient_id, patients.c.issuer == rec.issuer)).first()
+        if row is not None:
+            return int(row.pk)
+        alpha, ideo, phon = rec.pn_parts
+        pk = conn.execute(insert(patients).values(
+            patient_id=rec.patient_id, issuer=rec.issuer, patient_name=rec.patient_name,
+            pn_alpha=alpha, pn_ideo=ideo, pn_phon=phon, birth_date=rec.birth_date, sex=rec.sex,
+            num_studies=0, created_at=ts,
+        ).returning(patients.c.pk)).scalar_one()
+        return int(pk)

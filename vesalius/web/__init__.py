@@ -1,0 +1,1 @@
+"""The HTTP interface (ASGI, Starlette): health now; DICOMweb and the viewer next."""
