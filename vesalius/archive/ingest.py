@@ -65,10 +65,6 @@ class Ingestor:
             log.info("refused object from %s: %s", source_ae or "local", exc)
             return IngestReport(Status.CANNOT_UNDERSTAND, "invalid", str(exc))
         key = blob_key_for(data)
-        # Fast path for re-sends: same UID and same bytes is a success with nothing to do.
-        known = self.writer.lookup_key(parsed.sop_instance_uid)
-        if known == key:
-            return IngestReport(Status.SUCCESS, "duplicate", "", parsed.sop_instance_uid, parsed.study_uid, key)
         try:
             rec = make_record(parsed.dataset, sop_uid=parsed.sop_instance_uid, sop_class=parsed.sop_class_uid,
                               study_uid=parsed.study_uid, series_uid=parsed.series_uid,
@@ -77,26 +73,23 @@ class Ingestor:
         except Exception as exc:  # a header pydicom reads but we cannot index
             log.warning("could not index object from %s: %s", source_ae or "local", type(exc).__name__)
             return IngestReport(Status.CANNOT_UNDERSTAND, "invalid", f"header cannot be indexed ({type(exc).__name__})")
-        if known is not None and self.on_conflict != "replace":
-            result = self.writer.ingest(rec, self.on_conflict)  # records the conflict, writes nothing
-        else:
-            try:
-                self.store.put(key, data)
-            except StorageError as exc:
-                log.error("storage failure: %s", exc)
-                return IngestReport(Status.OUT_OF_RESOURCES, "error", str(exc))
-            try:
-                result = self.writer.ingest(rec, self.on_conflict)
-            except Exception as exc:
-                log.error("index failure: %s", type(exc).__name__)
-                self._discard_if_unreferenced(key)
-                self.store.settle(key)
-                return IngestReport(Status.OUT_OF_RESOURCES, "error", f"index failure ({type(exc).__name__})")
-            if result.outcome in (Outcome.KEPT, Outcome.REJECTED):
-                self._discard_if_unreferenced(key)
-            if result.outcome == Outcome.REPLACED and result.old_key and result.old_key != key:
-                self._discard_if_unreferenced(result.old_key)
+        try:
+            self.store.put(key, data)  # content-addressed: a re-sent object is not written again
+        except StorageError as exc:
+            log.error("storage failure: %s", exc)
+            return IngestReport(Status.OUT_OF_RESOURCES, "error", str(exc))
+        try:
+            result = self.writer.ingest(rec, self.on_conflict)
+        except Exception as exc:
+            log.error("index failure: %s", type(exc).__name__)
+            self._discard_if_unreferenced(key)
             self.store.settle(key)
+            return IngestReport(Status.OUT_OF_RESOURCES, "error", f"index failure ({type(exc).__name__})")
+        if result.outcome in (Outcome.KEPT, Outcome.REJECTED):
+            self._discard_if_unreferenced(key)
+        if result.outcome == Outcome.REPLACED and result.old_key and result.old_key != key:
+            self._discard_if_unreferenced(result.old_key)
+        self.store.settle(key)
         uid, study = parsed.sop_instance_uid, parsed.study_uid
         if result.outcome == Outcome.REJECTED:
             return IngestReport(Status.DUPLICATE_INVOCATION, "rejected",

@@ -113,7 +113,8 @@ def _condition_sql(c: Condition, ci: bool) -> tuple[ColumnElement[bool] | None, 
         return _pn_sql(c, ci), False
     if c.keyword == "ModalitiesInStudy":
         if c.kind in (Kind.SINGLE, Kind.LIST):
-            return or_(*[studies.c.modalities.like(f"%\\{_like_escape(v)}\\%", escape="\\")
+            bs = "\\\\"  # an escaped backslash in the LIKE pattern
+            return or_(*[studies.c.modalities.like(f"%{bs}{_like_escape(v)}{bs}%", escape="\\")
                          for v in c.values]), False
         return None, False
     if c.keyword == "AvailableTransferSyntaxUID":

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 
-from sqlalchemy import insert, select, update
+from typing import Any
+
+from sqlalchemy import bindparam, case, insert, literal, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -36,8 +38,37 @@ class IngestResult:
     old_key: str = ""  # the replaced object's blob key, to remove after commit
 
 
+def _add_member(col: Any, name: str) -> Any:
+    """SQL: ``col`` with ``\\<:name>\\`` appended unless already a member."""
+    value = bindparam(name)
+    member = literal("\\") + value + literal("\\")
+    return case((col.contains(member, escape="!"), col),
+                (col == "", member),
+                else_=col + value + literal("\\"))
+
+
+# Statements built once: per instance of a known series the hot path runs four of them.
+_SELECT_EXISTING = select(instances.c.pk, instances.c.blob_key, instances.c.size, instances.c.series_pk,
+                          instances.c.study_pk).where(instances.c.sop_uid == bindparam("sop"))
+_INSERT_INSTANCE = insert(instances)
+_UPDATE_SERIES = (update(series).where(series.c.pk == bindparam("s_pk"))
+                  .values(num_instances=series.c.num_instances + 1, updated_at=bindparam("ts")))
+_UPDATE_STUDY = (update(studies).where(studies.c.pk == bindparam("st_pk")).values(
+    num_instances=studies.c.num_instances + 1,
+    num_series=studies.c.num_series + bindparam("new_series"),
+    size_bytes=studies.c.size_bytes + bindparam("size"),
+    updated_at=bindparam("ts"),
+    modalities=case((bindparam("modality") == "", studies.c.modalities),
+                    else_=_add_member(studies.c.modalities, "modality")),
+    sop_classes=_add_member(studies.c.sop_classes, "sop_class"),
+))
+
+
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+_CacheEntry = tuple[str, tuple[int, int, tuple[str, str]]]
 
 
 class IndexWriter:
@@ -47,6 +78,19 @@ class IndexWriter:
         self.engine = engine
         # SQLite has one writer at a time; serialising in-process avoids busy retries.
         self._lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+        # series UID -> (series pk, study pk, 0): parents known to exist, so an instance of a
+        # known series costs one INSERT and two UPDATEs. Filled only after a commit.
+        self._parents: dict[str, tuple[int, int, tuple[str, str]]] = {}
+
+    def forget(self) -> None:
+        """Drop cached parent rows (after deletes, or when the index changed elsewhere)."""
+        self._parents.clear()
+
+    def _remember(self, entry: _CacheEntry | None) -> None:
+        if entry is not None:
+            if len(self._parents) > 50000:
+                self._parents.clear()
+            self._parents[entry[0]] = entry[1]
 
     def lookup_key(self, sop_uid: str) -> str | None:
         """The blob key stored for ``sop_uid``, or None."""
@@ -70,13 +114,19 @@ class IndexWriter:
         for attempt in range(20):
             try:
                 if self._lock is not None:
-                    with self._lock, self.engine.begin() as conn:
-                        return self._ingest(conn, rec, on_conflict)
+                    with self._lock:
+                        with self.engine.begin() as conn:
+                            result, entry = self._ingest(conn, rec, on_conflict)
+                        self._remember(entry)
+                        return result
                 with self.engine.begin() as conn:
-                    return self._ingest(conn, rec, on_conflict)
+                    result, entry = self._ingest(conn, rec, on_conflict)
+                self._remember(entry)
+                return result
             except IntegrityError:
-                # A parallel association created the same patient/study/series/instance
-                # first; run again, now seeing its rows.
+                # A parallel writer created the same patient/study/series/instance first, or
+                # a cached parent was deleted: run again from the database's current rows.
+                self._parents.pop(rec.series_uid, None)
                 if attempt == 19:
                     raise
             except OperationalError as exc:  # e.g. PostgreSQL serialization/deadlock
@@ -84,22 +134,20 @@ class IndexWriter:
                     raise
         raise RuntimeError("unreachable")
 
-    def _ingest(self, conn: Connection, rec: InstanceRecord, on_conflict: str) -> IngestResult:
+    def _ingest(self, conn: Connection, rec: InstanceRecord, on_conflict: str
+                ) -> tuple[IngestResult, _CacheEntry | None]:
         ts = now()
-        existing = conn.execute(
-            select(instances.c.pk, instances.c.blob_key, instances.c.size, instances.c.series_pk,
-                   instances.c.study_pk).where(instances.c.sop_uid == rec.sop_uid)
-        ).first()
+        existing = conn.execute(_SELECT_EXISTING, {"sop": rec.sop_uid}).first()
         if existing is not None:
             if existing.blob_key == rec.blob_key:
-                return IngestResult(Outcome.DUPLICATE)
+                return IngestResult(Outcome.DUPLICATE), None
             detail = "same SOP Instance UID with different content"
             if on_conflict == "reject":
                 self._conflict(conn, "instance", "rejected", rec, existing.blob_key, detail)
-                return IngestResult(Outcome.REJECTED)
+                return IngestResult(Outcome.REJECTED), None
             if on_conflict == "keep":
                 self._conflict(conn, "instance", "kept", rec, existing.blob_key, detail)
-                return IngestResult(Outcome.KEPT)
+                return IngestResult(Outcome.KEPT), None
             # replace: the new object takes the old one's place in the same hierarchy
             conn.execute(update(instances).where(instances.c.pk == existing.pk).values(
                 sop_class_uid=rec.sop_class_uid, instance_number=rec.instance_number,
@@ -110,12 +158,32 @@ class IndexWriter:
                 size_bytes=studies.c.size_bytes + (rec.size - existing.size), updated_at=ts))
             conn.execute(update(series).where(series.c.pk == existing.series_pk).values(updated_at=ts))
             self._conflict(conn, "instance", "replaced", rec, existing.blob_key, detail)
-            return IngestResult(Outcome.REPLACED, old_key=existing.blob_key)
+            return IngestResult(Outcome.REPLACED, old_key=existing.blob_key), None
 
-        study = conn.execute(
-            select(studies.c.pk, studies.c.patient_pk, studies.c.modalities, studies.c.sop_classes)
-            .where(studies.c.study_uid == rec.study_uid)
-        ).first()
+        cached = self._parents.get(rec.series_uid)
+        if cached is None or cached[2] != (rec.patient_id, rec.issuer):
+            series_pk, study_pk, new_series = self._resolve_parents(conn, rec, ts)
+        else:
+            series_pk, study_pk, new_series = cached[0], cached[1], 0
+        conn.execute(_INSERT_INSTANCE, {
+            "sop_uid": rec.sop_uid, "series_pk": series_pk, "study_pk": study_pk,
+            "sop_class_uid": rec.sop_class_uid, "instance_number": rec.instance_number,
+            "number_of_frames": rec.number_of_frames, "transfer_syntax": rec.transfer_syntax,
+            "blob_key": rec.blob_key, "size": rec.size, "charset": rec.charset, "header": rec.header,
+            "source_ae": rec.source_ae, "received_at": ts})
+        conn.execute(_UPDATE_SERIES, {"s_pk": series_pk, "ts": ts})
+        # Members are added in SQL (not from a value read earlier) so parallel writers never
+        # lose one.
+        conn.execute(_UPDATE_STUDY, {"st_pk": study_pk, "new_series": new_series, "size": rec.size, "ts": ts,
+                                     "modality": rec.modality, "sop_class": rec.sop_class_uid})
+        return IngestResult(Outcome.STORED), (rec.series_uid, (series_pk, study_pk, (rec.patient_id, rec.issuer)))
+
+    def _resolve_parents(self, conn: Connection, rec: InstanceRecord, ts: datetime) -> tuple[int, int, int]:
+        """Find or create the patient, study and series of ``rec``: (series_pk, study_pk, new_series)."""
+        ser = conn.execute(select(series.c.pk, series.c.study_pk)
+                           .where(series.c.series_uid == rec.series_uid)).first()
+        study = conn.execute(select(studies.c.pk, studies.c.patient_pk)
+                             .where(studies.c.study_uid == rec.study_uid)).first()
         if study is None:
             patient_pk = self._patient(conn, rec, ts)
             study_pk = conn.execute(insert(studies).values(
@@ -127,49 +195,23 @@ class IndexWriter:
             ).returning(studies.c.pk)).scalar_one()
             conn.execute(update(patients).where(patients.c.pk == patient_pk)
                          .values(num_studies=patients.c.num_studies + 1))
-            modalities, sop_classes = "", ""
         else:
             study_pk, patient_pk = study.pk, study.patient_pk
-            modalities, sop_classes = study.modalities, study.sop_classes
             owner = conn.execute(select(patients.c.patient_id, patients.c.issuer)
                                  .where(patients.c.pk == patient_pk)).first()
             if owner is not None and (owner.patient_id, owner.issuer) != (rec.patient_id, rec.issuer):
                 self._conflict(conn, "patient", "recorded", rec, "",
                                "study arrived under a different Patient ID/Issuer than before; "
                                "indexed under the study's first patient")
-
-        ser = conn.execute(select(series.c.pk).where(series.c.series_uid == rec.series_uid)).first()
-        if ser is None:
-            series_pk = conn.execute(insert(series).values(
-                series_uid=rec.series_uid, study_pk=study_pk, modality=rec.modality,
-                series_number=rec.series_number, description=rec.series_description,
-                body_part=rec.body_part, series_date=rec.series_date, series_time=rec.series_time,
-                num_instances=0, updated_at=ts,
-            ).returning(series.c.pk)).scalar_one()
-            new_series = 1
-        else:
-            series_pk, new_series = ser.pk, 0
-
-        conn.execute(insert(instances).values(
-            sop_uid=rec.sop_uid, series_pk=series_pk, study_pk=study_pk,
-            sop_class_uid=rec.sop_class_uid, instance_number=rec.instance_number,
-            number_of_frames=rec.number_of_frames, transfer_syntax=rec.transfer_syntax,
-            blob_key=rec.blob_key, size=rec.size, charset=rec.charset, header=rec.header,
-            source_ae=rec.source_ae, received_at=ts))
-        conn.execute(update(series).where(series.c.pk == series_pk).values(
-            num_instances=series.c.num_instances + 1, updated_at=ts))
-        values: dict[str, object] = {
-            "num_instances": studies.c.num_instances + 1,
-            "num_series": studies.c.num_series + new_series,
-            "size_bytes": studies.c.size_bytes + rec.size,
-            "updated_at": ts,
-        }
-        if rec.modality and f"\\{rec.modality}\\" not in modalities:
-            values["modalities"] = (modalities or "\\") + rec.modality + "\\"
-        if f"\\{rec.sop_class_uid}\\" not in sop_classes:
-            values["sop_classes"] = (sop_classes or "\\") + rec.sop_class_uid + "\\"
-        conn.execute(update(studies).where(studies.c.pk == study_pk).values(**values))
-        return IngestResult(Outcome.STORED)
+        if ser is not None:
+            return int(ser.pk), int(ser.study_pk), 0
+        series_pk = conn.execute(insert(series).values(
+            series_uid=rec.series_uid, study_pk=study_pk, modality=rec.modality,
+            series_number=rec.series_number, description=rec.series_description,
+            body_part=rec.body_part, series_date=rec.series_date, series_time=rec.series_time,
+            num_instances=0, updated_at=ts,
+        ).returning(series.c.pk)).scalar_one()
+        return int(series_pk), int(study_pk), 1
 
     @staticmethod
     def _patient(conn: Connection, rec: InstanceRecord, ts: datetime) -> int:

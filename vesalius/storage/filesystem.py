@@ -1,6 +1,6 @@
 """Filesystem blob store: write to a temporary file, fsync, rename, fsync the directory.
 
-Objects live at ``objects/ab/cd/<sha256>``; temporary files at ``tmp/`` are removed at start
+Objects live at ``objects/ab/<sha256>`` (256 directories, created at start); temporary files at ``tmp/`` are removed at start
 (they were never acknowledged).
 """
 
@@ -28,10 +28,12 @@ class FilesystemStore:
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.pending_dir.mkdir(parents=True, exist_ok=True)
         self._known_dirs: set[Path] = set()
+        for i in range(256):
+            self._ensure_dir(self.objects / f"{i:02x}")
 
     def _path(self, key: str) -> Path:
         check_key(key)
-        return self.objects / key[:2] / key[2:4] / key
+        return self.objects / key[:2] / key
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
@@ -43,7 +45,6 @@ class FilesystemStore:
             d.mkdir(parents=True, exist_ok=True)
             if self.fsync:
                 self._fsync_dir(d.parent)
-                self._fsync_dir(d.parent.parent)
         self._known_dirs.add(d)
 
     @staticmethod
@@ -58,12 +59,12 @@ class FilesystemStore:
         final = self._path(key)
         # The marker names an object that may be on disk without an index row; it needs no
         # fsync: losing it on power loss leaves at worst an unreferenced object (verify finds it).
-        (self.pending_dir / key).touch()
-        if final.exists():
-            return
-        self._ensure_dir(final.parent)
         tmp = self.tmp / f"{key}.{uuid.uuid4().hex}.part"
         try:
+            (self.pending_dir / key).touch()
+            if final.exists():
+                return
+            self._ensure_dir(final.parent)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
             try:
                 view = memoryview(data)
@@ -107,12 +108,9 @@ class FilesystemStore:
         for a in sorted(self.objects.iterdir()):
             if not a.is_dir():
                 continue
-            for b in sorted(a.iterdir()):
-                if not b.is_dir():
-                    continue
-                for f in sorted(b.iterdir()):
-                    if len(f.name) == 64:
-                        yield f.name
+            for f in sorted(a.iterdir()):
+                if len(f.name) == 64:
+                    yield f.name
 
     def settle(self, key: str) -> None:
         (self.pending_dir / check_key(key)).unlink(missing_ok=True)
