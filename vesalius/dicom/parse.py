@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import struct
+import zlib
 import warnings
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
-from vesalius.dicom.uids import DEFLATED_LE, is_valid_uid
+from vesalius.dicom.uids import DEFLATED_LE, UNCOMPRESSED, is_valid_uid
 from vesalius.errors import InvalidDicom
 
 # Values from the wild are often slightly off; never let validation warnings (which may
@@ -32,10 +33,13 @@ logging.getLogger("pydicom").setLevel(logging.ERROR)
 #: Executable headers that must never ride in the 128-byte preamble (PS3.10 7.1 allows any
 #: content there; attackers use it for polyglot files). TIFF headers are legitimate.
 _EXECUTABLE_MAGIC = (b"MZ", b"\x7fELF", b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xcf\xfa\xed\xfe",
-                     b"\xce\xfa\xed\xfe", b"\xca\xfe\xba\xbe", b"#!", b"PK\x03\x04")
+                     b"\xce\xfa\xed\xfe", b"\xca\xfe\xba\xbe", b"#!", b"PK\x03\x04", b"{", b"[{",
+                     b"<?xml", b"<html", b"<HTML", b"<script", b"<svg", b"%PDF")
 
 #: The most any single object may be (1 GiB would already be a very long cine loop).
 MAX_OBJECT_BYTES = 4 * 1024**3
+#: The most a deflated data set may inflate to (decompression bombs, PS3.5 A.5).
+MAX_INFLATED_BYTES = 256 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,8 @@ def check_preamble(data: bytes) -> None:
         pre = data[:128]
         for magic in _EXECUTABLE_MAGIC:
             if pre.startswith(magic):
-                raise InvalidDicom("the 128-byte preamble carries an executable header; refused (PS3.10 7.1)")
+                raise InvalidDicom("the 128-byte preamble carries an executable or document header; "
+                                   "refused (PS3.10 7.1 polyglot)")
 
 
 def _check_lengths(ds: Dataset) -> None:
@@ -83,6 +88,42 @@ def _check_encapsulated_end(ds: Dataset, data: bytes, ts: str) -> None:
         raise InvalidDicom("truncated object: encapsulated pixel data has no sequence delimiter")
 
 
+def _check_deflate_bomb(data: bytes) -> None:
+    """Refuse a Deflated Explicit VR Little Endian data set that inflates past the limit."""
+    if data[132:140] != b"\x02\x00\x00\x00UL\x04\x00":
+        return  # no group length: pydicom reads it, bounded by MAX_OBJECT_BYTES only
+    meta_end = 144 + struct.unpack("<I", data[140:144])[0]
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    pending, total = data[meta_end:], 0
+    try:
+        while pending:  # inflate in bounded steps, keeping nothing
+            total += len(inflater.decompress(pending, 16 * 1024**2))
+            pending = inflater.unconsumed_tail
+            if total > MAX_INFLATED_BYTES:
+                raise InvalidDicom("deflated data set inflates past the 256 MiB limit (decompression bomb)")
+    except zlib.error:
+        raise InvalidDicom("deflated data set is not valid deflate data") from None
+
+
+def _check_native_pixel_length(ds: Dataset, ts: str) -> None:
+    """Native pixel data must hold Rows x Columns x Samples x Bits x Frames (PS3.5 8.1.1)."""
+    raw = ds._dict.get(0x7FE00010)
+    if raw is None or ts not in UNCOMPRESSED or not isinstance(raw, RawDataElement):
+        return
+    try:
+        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+        spp = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.get("BitsAllocated", 0) or 0)
+        frames = int(str(ds.get("NumberOfFrames", 1) or 1).strip() or 1)
+    except (TypeError, ValueError):
+        raise InvalidDicom("image pixel description (Rows, Columns, BitsAllocated...) is malformed") from None
+    if not (rows and cols and bits):
+        return
+    expected = rows * cols * spp * frames * bits // 8
+    if len(raw.value or b"") < expected:
+        raise InvalidDicom("pixel data is shorter than Rows x Columns x Samples x Bits x Frames declare")
+
+
 def _check_uid(ds: Dataset, keyword: str) -> str:
     value = ds.get(keyword)
     if value is None or str(value) == "":
@@ -104,6 +145,8 @@ def parse_part10(data: bytes, *, expected_sop_instance: str | None = None) -> Pa
     if len(data) < 132 or data[128:132] != b"DICM":
         raise InvalidDicom("not a DICOM Part-10 object (no 'DICM' prefix after the 128-byte preamble)")
     check_preamble(data)
+    if b"1.2.840.10008.1.2.1.99" in data[132:1024]:
+        _check_deflate_bomb(data)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -128,6 +171,9 @@ def parse_part10(data: bytes, *, expected_sop_instance: str | None = None) -> Pa
     sop_inst = _check_uid(ds, "SOPInstanceUID")
     study = _check_uid(ds, "StudyInstanceUID")
     series = _check_uid(ds, "SeriesInstanceUID")
+    # A Media Storage SOP Instance UID that differs from the data set's happens in real files
+    # (pydicom's rtdose.dcm); the data set is authoritative and the bytes are kept as they are.
+    _check_native_pixel_length(ds, ts)
     if expected_sop_instance is not None and sop_inst != expected_sop_instance.rstrip("\0 "):
         raise InvalidDicom("SOP Instance UID in the data set differs from the one in the request")
     return ParsedInstance(data, ds, ts, sop_class, sop_inst, study, series)
