@@ -54,7 +54,13 @@ def _archive(settings: Settings, recover: bool = True) -> Iterator[Any]:
 
 
 def _progress(total: int, label: str) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                     transient=False, disable=not sys.stderr.isatty(), console=None)
@@ -228,8 +234,8 @@ def import_(config: Path | None, data_dir: Path | None, db: str | None, paths: t
                 if not rep.ok:
                     refused.append((str(f), rep.reason or rep.outcome))
                 bar.advance(task)
-    for f, why in refused:
-        click.echo(f"skipped {f}: {why}", err=True)
+    for name, why in refused:
+        click.echo(f"skipped {name}: {why}", err=True)
     summary = {"files": sum(counts.values()), **counts, "skipped": len(refused)}
     click.echo(json.dumps(summary) if as_json else ", ".join(f"{k} {v}" for k, v in summary.items()))
     if not any(counts.get(k, 0) for k in ("stored", "duplicate", "replaced", "kept")) and refused:

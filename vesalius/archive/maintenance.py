@@ -86,7 +86,7 @@ def find_orphans(engine: Engine, store: BlobStore, remove: bool = False) -> list
     """Full scan: stored objects no index row references (and remove them if asked)."""
     with engine.connect() as conn:
         keys = {k for (k,) in conn.execute(select(instances.c.blob_key))}
-    found = [k for k in store.keys() if k not in keys]
+    found = [k for k in store.keys() if k not in keys]  # noqa: SIM118
     if remove:
         for k in found:
             store.delete(k)

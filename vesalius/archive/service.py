@@ -16,7 +16,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Engine
 
 from vesalius.archive import maintenance
-from vesalius.archive.ingest import IngestReport, Ingestor
+from vesalius.archive.ingest import Ingestor, IngestReport
 from vesalius.archive.query import QueryService
 from vesalius.archive.retrieve import InstanceRef, RetrieveService
 from vesalius.config import Remote, Settings

@@ -7,12 +7,12 @@ database; keys without a column are matched and returned from the stored header 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     """Query/Retrieve Level (0008,0052) values, PS3.4 C.6."""
 
     PATIENT = "PATIENT"

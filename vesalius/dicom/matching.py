@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -20,7 +20,7 @@ from vesalius.dicom.keys import ENVELOPE, Level, keyword_of, level_of
 from vesalius.errors import QueryError
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     """The matching types of PS3.4 C.2.2.2."""
 
     SINGLE = "single"  # C.2.2.2.1 single value matching

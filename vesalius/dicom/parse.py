@@ -10,8 +10,8 @@ from __future__ import annotations
 import io
 import logging
 import struct
-import zlib
 import warnings
+import zlib
 from dataclasses import dataclass
 
 from pydicom import config as pdconfig
@@ -19,6 +19,7 @@ from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import Tag
 from pydicom.uid import UID
 
 from vesalius.dicom.uids import DEFLATED_LE, UNCOMPRESSED, is_valid_uid
@@ -79,7 +80,7 @@ def _check_lengths(ds: Dataset) -> None:
 
 def _check_encapsulated_end(ds: Dataset, data: bytes, ts: str) -> None:
     """Encapsulated pixel data must end with a whole sequence delimiter (PS3.5 A.4)."""
-    raw = ds._dict.get(0x7FE00010)
+    raw = ds._dict.get(Tag(0x7FE00010))
     if not isinstance(raw, RawDataElement) or raw.length != 0xFFFFFFFF or ts == DEFLATED_LE:
         return
     end = raw.value_tell + len(raw.value or b"")
@@ -107,7 +108,7 @@ def _check_deflate_bomb(data: bytes) -> None:
 
 def _check_native_pixel_length(ds: Dataset, ts: str) -> None:
     """Native pixel data must hold Rows x Columns x Samples x Bits x Frames (PS3.5 8.1.1)."""
-    raw = ds._dict.get(0x7FE00010)
+    raw = ds._dict.get(Tag(0x7FE00010))
     if raw is None or ts not in UNCOMPRESSED or not isinstance(raw, RawDataElement):
         return
     try:

@@ -106,7 +106,8 @@ def header_json(ds: Dataset) -> dict[str, Any]:
                 out[f"{tag:08X}"] = {"vr": elem.VR if elem.VR in _BULK_VRS else "OB",
                                      "BulkDataURI": _bulk_handler(elem)}
                 continue
-            out[f"{tag:08X}"] = elem.to_json_dict(BULK_THRESHOLD, _bulk_handler)
+            out[f"{tag:08X}"] = elem.to_json_dict(bulk_data_element_handler=_bulk_handler,
+                                                  bulk_data_threshold=BULK_THRESHOLD)
         except Exception:
             # A value pydicom cannot convert is kept out of the JSON rather than refusing
             # the object; the stored file still holds it byte-exact.

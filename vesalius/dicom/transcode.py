@@ -14,7 +14,14 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from vesalius.dicom.uids import DEFLATED_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE, UNCOMPRESSED, is_lossy
+from vesalius.dicom.uids import (
+    DEFLATED_LE,
+    EXPLICIT_VR_BE,
+    EXPLICIT_VR_LE,
+    IMPLICIT_VR_LE,
+    UNCOMPRESSED,
+    is_lossy,
+)
 from vesalius.errors import InvalidDicom
 
 _NATIVE = (EXPLICIT_VR_LE, IMPLICIT_VR_LE, EXPLICIT_VR_BE)
@@ -39,9 +46,9 @@ def choose(stored: str, accepted: set[str] | frozenset[str]) -> str | None:
     for ts in _NATIVE:
         if ts in accepted:
             return ts
-    for ts in sorted(accepted):
-        if ts not in UNCOMPRESSED and (not is_lossy(ts) or is_lossy(stored)):
-            return ts
+    for other in sorted(accepted):
+        if other not in UNCOMPRESSED and (not is_lossy(other) or is_lossy(stored)):
+            return other
     return None
 
 

@@ -12,14 +12,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
+from pynetdicom.dimse_primitives import N_ACTION
 from pynetdicom.events import Event
-from pynetdicom.sop_class import StorageCommitmentPushModel
 
 from vesalius.archive import Archive
+from vesalius.dicom.uids import STORAGE_COMMITMENT_PUSH
 from vesalius.errors import NotFound
 
 log = logging.getLogger("vesalius.commitment")
@@ -38,8 +39,8 @@ class StorageCommitment:
         self._threads: list[threading.Thread] = []
 
     def handle_n_action(self, event: Event) -> tuple[int, Dataset | None]:
-        req = event.request
-        if str(req.RequestedSOPClassUID) != str(StorageCommitmentPushModel) or req.ActionTypeID != 1:
+        req = cast(N_ACTION, event.request)
+        if str(req.RequestedSOPClassUID) != str(STORAGE_COMMITMENT_PUSH) or req.ActionTypeID != 1:
             return 0x0123, None  # No such action type / class (PS3.7 C.5)
         try:
             info = event.action_information
@@ -80,7 +81,7 @@ class StorageCommitment:
         time.sleep(0.05)  # let the N-ACTION response go first
         if assoc.is_established:
             try:
-                status, _ = assoc.send_n_event_report(ds, event_type, StorageCommitmentPushModel, INSTANCE_UID)
+                status, _ = assoc.send_n_event_report(ds, event_type, STORAGE_COMMITMENT_PUSH, INSTANCE_UID)
                 if status and status.Status == 0x0000:
                     return
             except Exception as exc:
@@ -91,17 +92,17 @@ class StorageCommitment:
             log.warning("storage commitment result for %s cannot be sent: not a configured remote", calling)
             return
         ae = AE(self.ae_title)
-        ae.add_requested_context(StorageCommitmentPushModel)
+        ae.add_requested_context(STORAGE_COMMITMENT_PUSH)
         from pynetdicom import build_role
 
-        role = build_role(StorageCommitmentPushModel, scp_role=True)
+        role = build_role(STORAGE_COMMITMENT_PUSH, scp_role=True)
         new = ae.associate(remote.host, remote.port, ae_title=remote.ae_title, ext_neg=[role],
                            evt_handlers=[(evt.EVT_ABORTED, lambda e: None)])
         if not new.is_established:
             log.warning("storage commitment result: cannot associate with %s", remote.name)
             return
         try:
-            new.send_n_event_report(ds, event_type, StorageCommitmentPushModel, INSTANCE_UID)
+            new.send_n_event_report(ds, event_type, STORAGE_COMMITMENT_PUSH, INSTANCE_UID)
         finally:
             new.release()
 

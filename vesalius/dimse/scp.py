@@ -11,32 +11,25 @@ import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import evt
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
-from pynetdicom.presentation import build_context
-from pynetdicom.sop_class import (
-    PatientRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelFind,
-)
+from pynetdicom.presentation import PresentationContext, build_context
 
 from vesalius.archive import Archive
 from vesalius.archive.retrieve import InstanceRef
 from vesalius.dicom.keys import Level
 from vesalius.dicom.parse import build_part10
 from vesalius.dicom.transcode import choose, transcode
-from vesalius.dicom.uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE
+from vesalius.dicom.uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE, STUDY_ROOT_MODELS
 from vesalius.dimse.commitment import StorageCommitment
 from vesalius.errors import NotFound, QueryError, VesaliusError
 
 log = logging.getLogger("vesalius.dimse")
 
-_PATIENT_ROOT = {str(PatientRootQueryRetrieveInformationModelFind), "1.2.840.10008.5.1.4.1.2.1.2",
-                 "1.2.840.10008.5.1.4.1.2.1.3"}
-_STUDY_ROOT = {str(StudyRootQueryRetrieveInformationModelFind), "1.2.840.10008.5.1.4.1.2.2.2",
-               "1.2.840.10008.5.1.4.1.2.2.3"}
 
 
 def _status(code: int, comment: str = "") -> Dataset:
@@ -53,7 +46,7 @@ def _calling_ae(event: Event) -> str:
 
 def _check_model(event: Event, level: Level) -> None:
     model = str(event.context.abstract_syntax)
-    if model in _STUDY_ROOT and level == Level.PATIENT:
+    if model in STUDY_ROOT_MODELS and level == Level.PATIENT:
         raise QueryError("PATIENT level is not part of the Study Root information model")
 
 
@@ -99,7 +92,7 @@ class Handlers:
     # ------------------------------------------------------------------ C-STORE
     def handle_c_store(self, event: Event) -> Dataset | int:
         """Storage Service Class SCP (PS3.4 Annex B): archived durably before Success."""
-        req = event.request
+        req = cast(C_STORE, event.request)
         try:
             payload = event.encoded_dataset(include_meta=False)
             data = build_part10(payload, str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID),
@@ -202,7 +195,7 @@ class Handlers:
         def on_established(ev: Event) -> None:
             holder["assoc"] = ev.assoc
 
-        contexts = []
+        contexts: list[PresentationContext] = []
         seen: set[tuple[str, str]] = set()
         for ref in refs:
             for ts_list in ((ref.transfer_syntax,), (EXPLICIT_VR_LE, IMPLICIT_VR_LE)):

@@ -10,12 +10,12 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.misc import is_dicom
 from pynetdicom import AE, build_context
-from pynetdicom.sop_class import Verification
+from pynetdicom.presentation import PresentationContext
 
 from vesalius.config import check_ae_title
 from vesalius.dicom.parse import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION
 from vesalius.dicom.transcode import choose, transcode
-from vesalius.dicom.uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE
+from vesalius.dicom.uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE, VERIFICATION
 from vesalius.dimse import tuning
 from vesalius.errors import ConfigError
 
@@ -54,7 +54,7 @@ def _ae(calling: str) -> AE:
 def echo(peer: Peer, calling: str = "VESALIUS") -> int:
     """C-ECHO; returns the status (0 is success). Raises ConnectionError if no association."""
     ae = _ae(calling)
-    ae.add_requested_context(Verification)
+    ae.add_requested_context(VERIFICATION)
     assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
     if not assoc.is_established:
         raise ConnectionError(f"association with {peer.ae_title}@{peer.host}:{peer.port} was rejected or failed")
@@ -88,7 +88,7 @@ def send(peer: Peer, files: Iterable[Path], calling: str = "VESALIUS",
             report.skipped.append((str(f), f"unreadable: {type(exc).__name__}"))
     if not metas:
         return report
-    contexts = []
+    contexts: list[PresentationContext] = []
     seen: set[tuple[str, str]] = set()
     for _, sop, ts in metas:
         for tss in ((ts,), (EXPLICIT_VR_LE, IMPLICIT_VR_LE)):

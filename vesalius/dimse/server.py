@@ -10,40 +10,35 @@ exceeded"), not a hang.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
 
 from pynetdicom import AE, AllStoragePresentationContexts
-from pynetdicom.sop_class import (
-    PatientRootQueryRetrieveInformationModelFind,
-    PatientRootQueryRetrieveInformationModelGet,
-    PatientRootQueryRetrieveInformationModelMove,
-    StorageCommitmentPushModel,
-    StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelGet,
-    StudyRootQueryRetrieveInformationModelMove,
-    Verification,
-)
 from pynetdicom.transport import ThreadedAssociationServer
 
 from vesalius.archive import Archive
 from vesalius.dicom.parse import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION
-from vesalius.dicom.uids import STORAGE_TRANSFER_SYNTAXES
+from vesalius.dicom.uids import (
+    PATIENT_ROOT_FIND,
+    PATIENT_ROOT_GET,
+    PATIENT_ROOT_MOVE,
+    STORAGE_COMMITMENT_PUSH,
+    STORAGE_TRANSFER_SYNTAXES,
+    STUDY_ROOT_FIND,
+    STUDY_ROOT_GET,
+    STUDY_ROOT_MOVE,
+    VERIFICATION,
+)
 from vesalius.dimse import tuning
 from vesalius.dimse.commitment import StorageCommitment
 from vesalius.dimse.scp import Handlers, install_path_send
 
 log = logging.getLogger("vesalius.dimse")
 
-QR_MODELS = (
-    PatientRootQueryRetrieveInformationModelFind,
-    PatientRootQueryRetrieveInformationModelMove,
-    PatientRootQueryRetrieveInformationModelGet,
-    StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelMove,
-    StudyRootQueryRetrieveInformationModelGet,
-)
+QR_MODELS = (PATIENT_ROOT_FIND, PATIENT_ROOT_MOVE, PATIENT_ROOT_GET, STUDY_ROOT_FIND, STUDY_ROOT_MOVE,
+             STUDY_ROOT_GET)
 
 
 def build_ae(archive: Archive) -> AE:
@@ -61,14 +56,15 @@ def build_ae(archive: Archive) -> AE:
     ae.dimse_timeout = s.dimse_timeout
     ae.network_timeout = s.network_timeout
     ae.connection_timeout = s.network_timeout
-    ae.add_supported_context(Verification)
+    ae.add_supported_context(VERIFICATION)
     for cx in AllStoragePresentationContexts:
         # scu_role/scp_role True: accept C-GET requestors' role selection (PS3.7 D.3.3.4).
+        assert cx.abstract_syntax is not None
         ae.add_supported_context(cx.abstract_syntax, list(STORAGE_TRANSFER_SYNTAXES),
                                  scu_role=True, scp_role=True)
     for model in QR_MODELS:
         ae.add_supported_context(model)
-    ae.add_supported_context(StorageCommitmentPushModel)
+    ae.add_supported_context(STORAGE_COMMITMENT_PUSH)
     return ae
 
 
@@ -85,9 +81,11 @@ class DimseServer:
         self.server: ThreadedAssociationServer | None = None
 
     def start(self) -> None:
-        self.server = self.ae.start_server((self.host, self.port), block=False,
-                                           evt_handlers=self.handlers.bindings())
-        self.port = int(self.server.server_address[1])
+        server = self.ae.start_server((self.host, self.port), block=False,
+                                      evt_handlers=self.handlers.bindings())  # type: ignore[arg-type]
+        assert server is not None
+        self.server = server
+        self.port = int(server.server_address[1])
         log.info("DICOM listener %s on %s:%d", self.archive.settings.ae_title, self.host, self.port)
 
     @property
@@ -107,10 +105,8 @@ class DimseServer:
                 break
             time.sleep(0.05)
         for assoc in server.active_associations:
-            try:
+            with contextlib.suppress(Exception):
                 assoc.abort()
-            except Exception:
-                pass
         server.server_close()
         self.commitment.join(2.0)
         self.server = None

@@ -63,8 +63,8 @@ def apply() -> None:
     _transport.AssociationSocket.recv = _recv  # type: ignore[method-assign]
     fast_time = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("__")})
     fast_time.sleep = _sleep
-    _association.time = fast_time  # type: ignore[attr-defined]
-    _dul.time = fast_time  # type: ignore[attr-defined]
+    _association.time = fast_time  # type: ignore[attr-defined,assignment]
+    _dul.time = fast_time  # type: ignore[attr-defined,assignment]
 
     orig_send = _transport.AssociationSocket.send
 

@@ -60,7 +60,7 @@ def _literal_prefix(wild: str) -> str:
 
 def _wild_sql(col: Any, pattern: str) -> ColumnElement[bool]:
     """LIKE for a wildcard, plus a prefix range the B-tree index can use."""
-    cond = col.like(_like_pattern(pattern), escape="\\")
+    cond: ColumnElement[bool] = col.like(_like_pattern(pattern), escape="\\")
     prefix = _literal_prefix(pattern)
     if prefix:
         upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)

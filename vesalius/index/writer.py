@@ -10,8 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum
-
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import bindparam, case, insert, literal, select, update
@@ -22,7 +21,7 @@ from vesalius.dicom.record import InstanceRecord
 from vesalius.index.models import conflicts, instances, patients, series, studies
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """What happened to an incoming instance."""
 
     STORED = "stored"
@@ -40,7 +39,7 @@ class IngestResult:
 
 def _add_member(col: Any, name: str) -> Any:
     """SQL: ``col`` with ``\\<:name>\\`` appended unless already a member."""
-    value = bindparam(name)
+    value: Any = bindparam(name)
     member = literal("\\") + value + literal("\\")
     return case((col.contains(member, escape="!"), col),
                 (col == "", member),
