@@ -455,8 +455,13 @@ def vesalius(
     remotes: Sequence[DicomNode] = (),
     cmd_template: str | None = None,
     ready_timeout: float = READY_TIMEOUT_S,
+    db: str | None = None,
+    dicom_host: str | None = None,
 ) -> Iterator[RunningPeer]:
     """Our server: ``<python> -m vesalius.cli serve`` on a fresh data dir in ``work_dir``.
+
+    ``db`` (optional) is the index URL passed as ``--db`` (default: SQLite in the data dir);
+    ``dicom_host`` (optional) the address the DICOM listener binds (``--dicom-host``).
 
     ``remotes`` (C-MOVE destinations) are registered first with ``vesalius remote add``; the
     server is ready when ``GET /healthz`` answers 200 and its DICOM port answers C-ECHO.
@@ -484,6 +489,7 @@ def vesalius(
                 str(remote.port),
                 "--data-dir",
                 str(data_dir),
+                *(["--db", db] if db else []),
             )
             done = subprocess.run(
                 cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
@@ -504,6 +510,8 @@ def vesalius(
             str(dicom_port),
             "--http-port",
             str(http_port),
+            *(["--db", db] if db else []),
+            *(["--dicom-host", dicom_host] if dicom_host else []),
         )
 
         def ready() -> bool:
@@ -529,7 +537,7 @@ def vesalius(
 
     def count(series: Sequence[SeriesRef]) -> int | None:
         if cmd_template is None:
-            n = vesalius_stats_count(python, data_dir)
+            n = vesalius_stats_count(python, data_dir, db=db)
             if n is not None:
                 return n
         if not series:
@@ -556,9 +564,11 @@ def vesalius(
         _stop(proc)
 
 
-def vesalius_stats_count(python: str, data_dir: Path) -> int | None:
-    """``vesalius stats --data-dir DIR --json`` -> its ``instances``; None when unavailable."""
-    cmd = vesalius_cli(python, "stats", "--data-dir", str(data_dir), "--json")
+def vesalius_stats_count(python: str, data_dir: Path, db: str | None = None) -> int | None:
+    """``vesalius stats --data-dir DIR [--db URL] --json`` -> its ``instances``; None when
+    unavailable."""
+    cmd = vesalius_cli(python, "stats", "--data-dir", str(data_dir), "--json",
+                       *(["--db", db] if db else []))
     try:
         done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired:
