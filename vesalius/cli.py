@@ -85,25 +85,32 @@ def main(verbose: int) -> None:
 @click.option("--http-host", default=None, help="Address the HTTP listener binds (default 127.0.0.1).")
 @click.option("--on-conflict", type=click.Choice(["keep", "replace", "reject"]), default=None,
               help="Same SOP Instance UID, different content (default keep).")
+@click.option("--dicom-workers", type=int, default=None,
+              help="Processes sharing the DICOM port, for parallel ingest (default 1).")
 def serve(config: Path | None, data_dir: Path | None, db: str | None, ae_title: str | None,
           dicom_port: int | None, http_port: int | None, dicom_host: str | None, http_host: str | None,
-          on_conflict: str | None) -> None:
+          on_conflict: str | None, dicom_workers: int | None) -> None:
     """Run the DICOM listener and the HTTP server until SIGTERM/SIGINT."""
     import uvicorn
 
     from vesalius.dimse.server import DimseServer
+    from vesalius.dimse.worker import start_workers, stop_workers
     from vesalius.web.app import create_app
 
     settings = _settings(config, data_dir=data_dir, db=db, ae_title=ae_title, dicom_port=dicom_port,
                          http_port=http_port, dicom_host=dicom_host, http_host=http_host,
-                         on_conflict=on_conflict)
+                         on_conflict=on_conflict, dicom_workers=dicom_workers)
     logging.getLogger("vesalius").setLevel(logging.INFO)
     with _archive(settings) as archive:
-        dimse = DimseServer(archive)
+        multi = settings.dicom_workers > 1
+        dimse = DimseServer(archive, reuse_port=multi)
         try:
+            if multi:
+                _check_port_free(settings.dicom_host, settings.dicom_port)
             dimse.start()
         except OSError as exc:
             raise click.ClickException(f"cannot listen on DICOM port {settings.dicom_port}: {exc.strerror}") from None
+        workers = start_workers(settings, settings.dicom_workers - 1) if multi else []
         app = create_app(archive, {"ae_title": settings.ae_title, "dicom_port": dimse.port})
         server = uvicorn.Server(uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
                                                log_level="warning", access_log=False, lifespan="off"))
@@ -114,7 +121,18 @@ def serve(config: Path | None, data_dir: Path | None, db: str | None, ae_title: 
             server.run()
         finally:
             click.echo("stopping: waiting for in-flight associations", err=True)
+            if workers:
+                stop_workers(workers)
             dimse.stop(grace=30.0)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """SO_REUSEPORT would silently share a port held by another program: refuse instead."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
 
 
 # ---------------------------------------------------------------------------- echo / send

@@ -56,7 +56,8 @@ class Settings:
     db: str = ""  # empty: SQLite file in data_dir
     on_conflict: OnConflict = "keep"
     case_insensitive_names: bool = True
-    max_associations: int = 64
+    max_associations: int = 64  # per DICOM worker process
+    dicom_workers: int = 1  # processes sharing the DICOM port (SO_REUSEPORT), for parallel ingest
     max_pdu_size: int = 262144
     acse_timeout: float = 30.0
     dimse_timeout: float = 60.0
@@ -73,6 +74,10 @@ class Settings:
             port = getattr(self, name)
             if not (0 <= port < 65536):
                 raise ConfigError(f"{name} {port} is out of range 0-65535")
+        if not 1 <= self.dicom_workers <= 64:
+            raise ConfigError("dicom_workers must be between 1 and 64")
+        if self.dicom_workers > 1 and self.dicom_port == 0:
+            raise ConfigError("dicom_workers > 1 needs a fixed dicom_port")
         if self.max_associations < 1:
             raise ConfigError("max_associations must be at least 1")
         if self.max_pdu_size != 0 and self.max_pdu_size < 4096:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from typing import Any
 
 from pynetdicom import AE, AllStoragePresentationContexts
 from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.utils import make_target
 
 from vesalius.archive import Archive
 from vesalius.dicom.parse import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION
@@ -68,10 +70,25 @@ def build_ae(archive: Archive) -> AE:
     return ae
 
 
+class ReusePortServer(ThreadedAssociationServer):
+    """A listener that shares its port with the other worker processes (SO_REUSEPORT).
+
+    The kernel spreads incoming associations over the workers' listening sockets.
+    """
+
+    def server_bind(self) -> None:
+        import socket
+
+        assert self.socket is not None
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+
 class DimseServer:
     """Runs the listener in background threads; stops gracefully."""
 
-    def __init__(self, archive: Archive, host: str | None = None, port: int | None = None) -> None:
+    def __init__(self, archive: Archive, host: str | None = None, port: int | None = None,
+                 reuse_port: bool = False) -> None:
         self.archive = archive
         self.host = host if host is not None else archive.settings.dicom_host
         self.port = port if port is not None else archive.settings.dicom_port
@@ -79,11 +96,21 @@ class DimseServer:
         self.commitment = StorageCommitment(archive, archive.settings.ae_title)
         self.handlers = Handlers(archive, self.commitment)
         self.server: ThreadedAssociationServer | None = None
+        self.reuse_port = reuse_port
 
     def start(self) -> None:
-        server = self.ae.start_server((self.host, self.port), block=False,
-                                      evt_handlers=self.handlers.bindings())  # type: ignore[arg-type]
-        assert server is not None
+        if self.reuse_port:
+            server = self.ae.make_server((self.host, self.port), evt_handlers=self.handlers.bindings(),  # type: ignore[arg-type]
+                                         server_class=ReusePortServer)
+            thread = threading.Thread(target=make_target(server.serve_forever), name="AcceptorServer",
+                                      daemon=True)
+            thread.start()
+            self.ae._servers.append(server)
+        else:
+            started = self.ae.start_server((self.host, self.port), block=False,
+                                           evt_handlers=self.handlers.bindings())  # type: ignore[arg-type]
+            assert started is not None
+            server = started
         self.server = server
         self.port = int(server.server_address[1])
         log.info("DICOM listener %s on %s:%d", self.archive.settings.ae_title, self.host, self.port)

@@ -30,6 +30,16 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _sqlite_begin(conn: Any) -> None:
+    immediate = conn.get_execution_options().get("sqlite_immediate", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def write_engine(engine: Engine) -> Engine:
+    """The engine to use for write transactions (BEGIN IMMEDIATE on SQLite)."""
+    return engine.execution_options(sqlite_immediate=True)
+
+
 def make_engine(url: str) -> Engine:
     """Create the engine for ``url`` with the settings the archive relies on."""
     if url.startswith("postgresql://"):
@@ -41,8 +51,10 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
                                pool_size=20, max_overflow=60)
         event.listen(engine, "connect", _sqlite_pragmas)
-        # Let SQLAlchemy's transaction handling own BEGIN, as the pysqlite docs advise.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        # Let SQLAlchemy's transaction handling own BEGIN, as the pysqlite docs advise. Writers
+        # (``write_engine``) take the write lock at BEGIN, so concurrent writers in several
+        # processes wait for each other (busy_timeout) instead of failing on lock upgrade.
+        event.listen(engine, "begin", _sqlite_begin)
     elif url.startswith("postgresql+psycopg"):
         engine = create_engine(url, pool_size=20, max_overflow=60, pool_pre_ping=True)
     else:

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from vesalius.dicom.record import InstanceRecord
+from vesalius.index.db import write_engine
 from vesalius.index.models import conflicts, instances, patients, series, studies
 
 
@@ -74,7 +75,7 @@ class IndexWriter:
     """Transactional writes of instances, patients, studies and series."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+        self.engine = write_engine(engine)
         # SQLite has one writer at a time; serialising in-process avoids busy retries.
         self._lock = threading.Lock() if engine.dialect.name == "sqlite" else None
         # series UID -> (series pk, study pk, 0): parents known to exist, so an instance of a
