@@ -1,6 +1,10 @@
 """pynetdicom settings the archive needs, and two latency fixes for its reactor loops.
 
-pynetdicom 3.0 polls: the DUL thread and the association thread each sleep 1 ms between
+pynetdicom 3.0 leaves Nagle's algorithm on: a response sent as two small PDUs (command, then
+data set, as every C-FIND match is) waits ~40 ms for the peer's delayed ACK. Every socket the
+archive accepts or opens gets TCP_NODELAY.
+
+pynetdicom 3.0 also polls: the DUL thread and the association thread each sleep 1 ms between
 checks, and sockets are read 4 KiB at a time. On loopback that caps C-STORE at a few
 hundred objects per second whatever the handler does. While an association is busy (a
 PDU moved in the last 50 ms) the patched loops sleep 50 us instead; idle associations keep
@@ -10,7 +14,9 @@ Behaviour is otherwise pynetdicom's own.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import time
 import types
 from typing import Any
@@ -39,6 +45,11 @@ def _recv(self: Any, nr_bytes: int) -> bytearray:
     return buf
 
 
+def _nodelay(sock: Any) -> None:
+    with contextlib.suppress(OSError, AttributeError):  # not a TCP socket
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def _sleep(seconds: float) -> None:
     if seconds <= 0.001 and time.monotonic() - _last_activity[0] < _BUSY_WINDOW:
         time.sleep(_BUSY_SLEEP)
@@ -65,6 +76,24 @@ def apply() -> None:
     fast_time.sleep = _sleep
     _association.time = fast_time  # type: ignore[attr-defined,assignment]
     _dul.time = fast_time  # type: ignore[attr-defined,assignment]
+
+    orig_get_request = _transport.AssociationServer.get_request
+
+    def get_request(self: Any) -> Any:
+        sock, address = orig_get_request(self)
+        _nodelay(sock)
+        return sock, address
+
+    _transport.AssociationServer.get_request = get_request  # type: ignore[method-assign]
+
+    orig_create = _transport.AssociationSocket._create_socket
+
+    def create_socket(self: Any, address: Any) -> Any:
+        sock = orig_create(self, address)
+        _nodelay(sock)
+        return sock
+
+    _transport.AssociationSocket._create_socket = create_socket  # type: ignore[method-assign]
 
     orig_send = _transport.AssociationSocket.send
 
