@@ -91,48 +91,16 @@ def serve(config: Path | None, data_dir: Path | None, db: str | None, ae_title: 
           dicom_port: int | None, http_port: int | None, dicom_host: str | None, http_host: str | None,
           on_conflict: str | None, dicom_workers: int | None) -> None:
     """Run the DICOM listener and the HTTP server until SIGTERM/SIGINT."""
-    import uvicorn
-
-    from vesalius.dimse.server import DimseServer
-    from vesalius.dimse.worker import start_workers, stop_workers
-    from vesalius.web.app import create_app
+    from vesalius.runner import serve as run_server
 
     settings = _settings(config, data_dir=data_dir, db=db, ae_title=ae_title, dicom_port=dicom_port,
                          http_port=http_port, dicom_host=dicom_host, http_host=http_host,
                          on_conflict=on_conflict, dicom_workers=dicom_workers)
     logging.getLogger("vesalius").setLevel(logging.INFO)
-    with _archive(settings) as archive:
-        multi = settings.dicom_workers > 1
-        dimse = DimseServer(archive, reuse_port=multi)
-        try:
-            if multi:
-                _check_port_free(settings.dicom_host, settings.dicom_port)
-            dimse.start()
-        except OSError as exc:
-            raise click.ClickException(f"cannot listen on DICOM port {settings.dicom_port}: {exc.strerror}") from None
-        workers = start_workers(settings, settings.dicom_workers - 1) if multi else []
-        app = create_app(archive, {"ae_title": settings.ae_title, "dicom_port": dimse.port})
-        server = uvicorn.Server(uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
-                                               log_level="warning", access_log=False, lifespan="off"))
-        click.echo(f"Vesalius {__version__}: DICOM {settings.ae_title}@{settings.dicom_host}:{dimse.port}  "
-                   f"HTTP http://{settings.http_host}:{settings.http_port}/healthz  data {settings.data_dir}",
-                   err=True)
-        try:
-            server.run()
-        finally:
-            click.echo("stopping: waiting for in-flight associations", err=True)
-            if workers:
-                stop_workers(workers)
-            dimse.stop(grace=30.0)
-
-
-def _check_port_free(host: str, port: int) -> None:
-    """SO_REUSEPORT would silently share a port held by another program: refuse instead."""
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((host, port))
+    try:
+        run_server(settings, announce=lambda msg: click.echo(msg, err=True))
+    except VesaliusError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 # ---------------------------------------------------------------------------- echo / send
@@ -157,8 +125,13 @@ def echo(config: Path | None, data_dir: Path | None, db: str | None, target: str
     click.echo(f"C-ECHO {peer.ae_title}@{peer.host}:{peer.port}: success")
 
 
-def _expand(paths: tuple[Path, ...], tmp: Path) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files under ``paths`` (folders recursed, zip archives extracted into ``tmp``)."""
+def _expand(paths: tuple[Path, ...], tmp: Path,
+            labels: dict[Path, str] | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files under ``paths`` (folders recursed, zip archives extracted into ``tmp``).
+
+    Zip members are extracted under numbered names (never the names inside the archive);
+    ``labels`` maps each extracted file to ``archive.zip:'member'`` for messages.
+    """
     files: list[Path] = []
     problems: list[tuple[str, str]] = []
     for p in paths:
@@ -180,6 +153,8 @@ def _expand(paths: tuple[Path, ...], tmp: Path) -> tuple[list[Path], list[tuple[
                             with z.open(info) as src, target.open("wb") as out:
                                 out.write(src.read(4 * 1024**3))
                             files.append(target)
+                            if labels is not None:
+                                labels[target] = f"{f}:{info.filename!r}"
                 except (zipfile.BadZipFile, OSError) as exc:
                     problems.append((str(f), f"bad zip archive: {exc}"))
             else:
@@ -213,7 +188,7 @@ def send(config: Path | None, data_dir: Path | None, db: str | None, paths: tupl
     for f, why in problems + rep.skipped + rep.failed:
         click.echo(f"{f}: {why}", err=True)
     click.echo(f"sent {rep.sent}, failed {len(rep.failed)}, skipped {len(rep.skipped) + len(problems)}")
-    if rep.failed or (problems and not rep.sent):
+    if rep.failed or ((problems or rep.skipped) and not rep.sent):
         sys.exit(1)
 
 
@@ -236,7 +211,8 @@ def import_(config: Path | None, data_dir: Path | None, db: str | None, paths: t
     counts: dict[str, int] = {}
     refused: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory() as tmp, _archive(settings) as archive:
-        files, problems = _expand(paths, Path(tmp))
+        labels: dict[Path, str] = {}
+        files, problems = _expand(paths, Path(tmp), labels)
         refused.extend(problems)
         with _progress(len(files), "importing") as bar:
             task = bar.add_task("import", total=len(files))
@@ -250,7 +226,7 @@ def import_(config: Path | None, data_dir: Path | None, db: str | None, paths: t
                 rep = archive.store_bytes(data, source_ae="")
                 counts[rep.outcome] = counts.get(rep.outcome, 0) + 1
                 if not rep.ok:
-                    refused.append((str(f), rep.reason or rep.outcome))
+                    refused.append((labels.get(f, str(f)), rep.reason or rep.outcome))
                 bar.advance(task)
     for name, why in refused:
         click.echo(f"skipped {name}: {why}", err=True)

@@ -38,7 +38,7 @@ class Remote:
     port: int
 
     def __post_init__(self) -> None:
-        check_ae_title(self.ae_title, f"remote {self.name!r} ae_title")
+        object.__setattr__(self, "ae_title", check_ae_title(self.ae_title, f"remote {self.name!r} ae_title"))
         if not (0 < int(self.port) < 65536):
             raise ConfigError(f"remote {self.name!r}: port {self.port} is out of range 1-65535")
 

@@ -128,7 +128,8 @@ class DimseServer:
         server.shutdown()
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
-            if not [a for a in server.active_associations if a.is_alive()]:
+            # Connections that never became associations (probes) are not waited for.
+            if not [a for a in server.active_associations if a.is_alive() and a.is_established]:
                 break
             time.sleep(0.05)
         for assoc in server.active_associations:

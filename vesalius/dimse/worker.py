@@ -27,6 +27,13 @@ def _worker_main(settings: Settings, index: int) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # stop when the serving process dies, even by SIGKILL
+        def watch_parent() -> None:
+            parent.join()
+            stop.set()
+
+        threading.Thread(target=watch_parent, daemon=True).start()
     archive = open_archive(settings, recover=False)  # the parent recovered before starting us
     server = DimseServer(archive, reuse_port=True)
     server.start()
