@@ -68,7 +68,10 @@ class StorageCommitment:
             if self.archive.is_committed(sop_class, sop_uid):
                 ok.append(item)
             else:
-                item.FailureReason = NO_SUCH_OBJECT_INSTANCE
+                known = self.archive.retrieval.instances_of(sop_uid=sop_uid)
+                item.FailureReason = (CLASS_INSTANCE_CONFLICT
+                                      if any(r.sop_class_uid != sop_class for r in known)
+                                      else NO_SUCH_OBJECT_INSTANCE)
                 failed.append(item)
         if ok:
             ds.ReferencedSOPSequence = ok

@@ -8,7 +8,6 @@ failure status too, so the server never dies on bad input.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -242,4 +241,22 @@ def install_path_send() -> None:
     Association.send_c_store = send_c_store  # type: ignore[method-assign]
 
 
-_lock = threading.Lock()
+def install_invalid_request_abort() -> None:
+    """Abort an association whose peer sends a malformed request (e.g. a C-STORE-RQ with an
+    empty Affected SOP Instance UID): pynetdicom would drop it silently and the peer would
+    wait for an answer that never comes (PS3.7 8.1.1: such a message is a protocol error)."""
+    from pynetdicom.association import Association
+
+    if getattr(Association._serve_request, "_vesalius", False):
+        return
+    orig = Association._serve_request
+
+    def serve_request(self: Association, msg: Any, context_id: int) -> None:
+        if not self._sent_release and not msg.is_valid_request:
+            log.warning("malformed %s request: aborting the association", msg.msg_type)
+            self.abort()
+            return
+        orig(self, msg, context_id)
+
+    serve_request._vesalius = True  # type: ignore[attr-defined]
+    Association._serve_request = serve_request  # type: ignore[method-assign]

@@ -35,7 +35,7 @@ from vesalius.dicom.uids import (
 )
 from vesalius.dimse import tuning
 from vesalius.dimse.commitment import StorageCommitment
-from vesalius.dimse.scp import Handlers, install_path_send
+from vesalius.dimse.scp import Handlers, install_invalid_request_abort, install_path_send
 
 log = logging.getLogger("vesalius.dimse")
 
@@ -47,6 +47,7 @@ def build_ae(archive: Archive) -> AE:
     """The Application Entity with the archive's presentation contexts and limits."""
     tuning.apply()
     install_path_send()
+    install_invalid_request_abort()
     s = archive.settings
     ae = AE(ae_title=s.ae_title)
     ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, union_all
 from sqlalchemy.engine import Engine
 
 from vesalius.dicom.keys import KEYS, Level
@@ -85,11 +85,14 @@ def _pn_sql(c: Condition, ci: bool) -> ColumnElement[bool]:
             continue
         val = v.rstrip("^ ")
         alpha = normalize_name(val)
-        if "*" in val or "?" in val:
-            parts.append(or_(_wild_sql(patients.c.pn_alpha, alpha), _wild_sql(patients.c.pn_ideo, val),
-                             _wild_sql(patients.c.pn_phon, val)))
-        else:
-            parts.append(or_(patients.c.pn_alpha == alpha, patients.c.pn_ideo == val, patients.c.pn_phon == val))
+        wild = "*" in val or "?" in val
+        # Any group may match: one indexed look-up per group column, united, so neither
+        # SQLite nor PostgreSQL falls back to scanning every patient for the OR.
+        lookups = [
+            select(patients.c.pk).where(_wild_sql(col, text) if wild else col == text)
+            for col, text in ((patients.c.pn_alpha, alpha), (patients.c.pn_ideo, val), (patients.c.pn_phon, val))
+        ]
+        parts.append(patients.c.pk.in_(union_all(*lookups)))
     return or_(*parts)
 
 
