@@ -109,7 +109,7 @@ class Ingestor:
 
         from vesalius.index.models import instances
 
-        with self.writer.engine.connect() as conn:
+        with self.writer.read_engine.connect() as conn:
             used = conn.execute(select(instances.c.pk).where(instances.c.blob_key == key).limit(1)).first()
         if used is None:
             self.store.delete(key)

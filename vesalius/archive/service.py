@@ -106,6 +106,7 @@ class Archive:
         return maintenance.recover(self.engine, self.store)
 
     def close(self) -> None:
+        self.writer.close()
         self.engine.dispose()
 
 

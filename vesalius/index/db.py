@@ -30,14 +30,29 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _sqlite_begin(conn: Any) -> None:
-    immediate = conn.get_execution_options().get("sqlite_immediate", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-
 def write_engine(engine: Engine) -> Engine:
-    """The engine to use for write transactions (BEGIN IMMEDIATE on SQLite)."""
-    return engine.execution_options(sqlite_immediate=True)
+    """The engine to use for write transactions.
+
+    On SQLite: its own small pool whose transactions take the write lock at BEGIN
+    (BEGIN IMMEDIATE) and do not wait in SQLite's busy handler (which sleeps in steps of up
+    to 100 ms); the writer retries at once instead (see ``IndexWriter``), which keeps
+    several processes writing one file fast.
+    """
+    if engine.dialect.name != "sqlite":
+        return engine
+    writer = create_engine(engine.url, connect_args={"check_same_thread": False, "timeout": 0},
+                           pool_size=8, max_overflow=32)
+    event.listen(writer, "connect", _sqlite_pragmas)
+    event.listen(writer, "connect", lambda dbapi_conn, _rec: setattr(dbapi_conn, "isolation_level", None))
+    event.listen(writer, "connect", _no_busy_wait)
+    event.listen(writer, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    return writer
+
+
+def _no_busy_wait(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=0")
+    cur.close()
 
 
 def make_engine(url: str) -> Engine:
@@ -51,10 +66,8 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
                                pool_size=20, max_overflow=60)
         event.listen(engine, "connect", _sqlite_pragmas)
-        # Let SQLAlchemy's transaction handling own BEGIN, as the pysqlite docs advise. Writers
-        # (``write_engine``) take the write lock at BEGIN, so concurrent writers in several
-        # processes wait for each other (busy_timeout) instead of failing on lock upgrade.
-        event.listen(engine, "begin", _sqlite_begin)
+        # Let SQLAlchemy's transaction handling own BEGIN, as the pysqlite docs advise.
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
     elif url.startswith("postgresql+psycopg"):
         engine = create_engine(url, pool_size=20, max_overflow=60, pool_pre_ping=True)
     else:

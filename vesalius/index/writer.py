@@ -7,7 +7,9 @@ never count rows.
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -75,12 +77,17 @@ class IndexWriter:
     """Transactional writes of instances, patients, studies and series."""
 
     def __init__(self, engine: Engine) -> None:
+        self.read_engine = engine
         self.engine = write_engine(engine)
         # SQLite has one writer at a time; serialising in-process avoids busy retries.
         self._lock = threading.Lock() if engine.dialect.name == "sqlite" else None
         # series UID -> (series pk, study pk, 0): parents known to exist, so an instance of a
         # known series costs one INSERT and two UPDATEs. Filled only after a commit.
         self._parents: dict[str, tuple[int, int, tuple[str, str]]] = {}
+
+    def close(self) -> None:
+        if self.engine is not self.read_engine:
+            self.engine.dispose()
 
     def forget(self) -> None:
         """Drop cached parent rows (after deletes, or when the index changed elsewhere)."""
@@ -94,7 +101,7 @@ class IndexWriter:
 
     def lookup_key(self, sop_uid: str) -> str | None:
         """The blob key stored for ``sop_uid``, or None."""
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             row = conn.execute(select(instances.c.blob_key).where(instances.c.sop_uid == sop_uid)).first()
         return row[0] if row else None
 
@@ -111,6 +118,19 @@ class IndexWriter:
 
     def ingest(self, rec: InstanceRecord, on_conflict: str) -> IngestResult:
         """Index ``rec`` (its object is already durable in storage) under the conflict policy."""
+        deadline = time.monotonic() + 30.0
+        attempt = 0
+        while True:
+            try:
+                return self._ingest_once(rec, on_conflict)
+            except OperationalError as exc:
+                # SQLite: another process holds the write lock (we do not wait inside SQLite).
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                attempt += 1
+                time.sleep(min(0.0002 * attempt, 0.005) * (0.5 + random.random()))
+
+    def _ingest_once(self, rec: InstanceRecord, on_conflict: str) -> IngestResult:
         for attempt in range(20):
             try:
                 if self._lock is not None:
@@ -129,7 +149,7 @@ class IndexWriter:
                 self._parents.pop(rec.series_uid, None)
                 if attempt == 19:
                     raise
-            except OperationalError as exc:  # e.g. PostgreSQL serialization/deadlock
+            except OperationalError as exc:  # e.g. PostgreSQL deadlock between parallel writers
                 if attempt == 19 or "deadlock" not in str(exc).lower():
                     raise
         raise RuntimeError("unreachable")
