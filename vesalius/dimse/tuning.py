@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
+import sys
 import time
 import types
 from typing import Any
@@ -71,6 +73,10 @@ def apply() -> None:
     if _applied[0]:
         return
     _applied[0] = True
+    # The association thread (building responses) and the DUL thread (sending them) hand the
+    # GIL back and forth for every message; Python's default 5 ms switch interval makes the
+    # sender wait that long behind a busy producer.
+    sys.setswitchinterval(float(os.environ.get("VESALIUS_SWITCH_INTERVAL", "0.001")))
     _transport.AssociationSocket.recv = _recv  # type: ignore[method-assign]
     fast_time = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("__")})
     fast_time.sleep = _sleep
