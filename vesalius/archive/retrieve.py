@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from vesalius.dicom.keys import Level
+from vesalius.dicom.keys import Level, level_of_identifier
 from vesalius.dicom.uids import is_valid_uid
 from vesalius.errors import QueryError
 from vesalius.index.models import instances, patients, series, studies
@@ -37,8 +38,8 @@ def _uid_list(ds: Dataset, keyword: str) -> list[str]:
     v = ds.get(keyword)
     if v is None or v == "":
         return []
-    vals = [str(x).strip() for x in (v if isinstance(v, (list, tuple)) or hasattr(v, "__iter__") and not isinstance(v, str) else str(v).split("\\"))]
-    vals = [x for x in vals if x]
+    items = list(v) if isinstance(v, (list, tuple, MultiValue)) else str(v).split("\\")
+    vals = [str(x).strip() for x in items if str(x).strip()]
     for x in vals:
         if not is_valid_uid(x):
             raise QueryError(f"{keyword} contains an invalid UID")
@@ -55,11 +56,7 @@ class RetrieveService:
     def locate(self, identifier: Dataset, level: Level | None = None) -> list[InstanceRef]:
         """The instances named by a C-MOVE/C-GET identifier (unique keys, PS3.4 C.4.2.1.4)."""
         if level is None:
-            lv = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
-            try:
-                level = Level(lv)
-            except ValueError:
-                raise QueryError(f"QueryRetrieveLevel {lv!r} is not PATIENT, STUDY, SERIES or IMAGE") from None
+            level = level_of_identifier(identifier)
         stmt = (select(instances.c.sop_uid, instances.c.sop_class_uid, instances.c.transfer_syntax,
                        instances.c.blob_key, instances.c.size, studies.c.study_uid, series.c.series_uid)
                 .select_from(instances.join(series, instances.c.series_pk == series.c.pk)

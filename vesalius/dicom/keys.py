@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+
+from vesalius.errors import QueryError
 
 
 class Level(StrEnum):
@@ -114,6 +117,15 @@ DEFAULT_RETURN: dict[Level, tuple[str, ...]] = {
                    "NumberOfSeriesRelatedInstances", "BodyPartExamined"),
     Level.IMAGE: ("SOPClassUID", "SOPInstanceUID", "InstanceNumber", "NumberOfFrames"),
 }
+
+
+def level_of_identifier(identifier: Any) -> Level:
+    """The Query/Retrieve Level (0008,0052) of a C-FIND/C-MOVE/C-GET identifier."""
+    lv = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
+    try:
+        return Level(lv)
+    except ValueError:
+        raise QueryError(f"QueryRetrieveLevel {lv!r} is not PATIENT, STUDY, SERIES or IMAGE") from None
 
 
 def key_for(keyword: str) -> Key | None:

@@ -16,7 +16,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from vesalius.dicom.keys import ENVELOPE, Level, keyword_of, level_of
+from vesalius.dicom.keys import ENVELOPE, Level, keyword_of, level_of, level_of_identifier
 from vesalius.errors import QueryError
 
 
@@ -140,11 +140,7 @@ def parse_identifier(identifier: Dataset, *, level: Level | None = None,
     Every element present is a return key; those with a value are matching keys.
     """
     if level is None:
-        lv = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
-        try:
-            level = Level(lv)
-        except ValueError:
-            raise QueryError(f"QueryRetrieveLevel {lv!r} is not PATIENT, STUDY, SERIES or IMAGE") from None
+        level = level_of_identifier(identifier)
     q = Query(level=level, case_insensitive_names=case_insensitive_names)
     for elem in identifier:
         kw = elem.keyword or keyword_of(elem.tag)

@@ -240,17 +240,11 @@ class IndexReader:
                 where.append(sql)
             if not exact:
                 recheck.append(c)
-        stmt = select(*[self._labelled(t) for t in cols]).select_from(stmt_from)
+        stmt = select(*cols).select_from(stmt_from)
         if where:
             stmt = stmt.where(and_(*where))
         order_col = _TABLES[level].c.pk
         return stmt.order_by(order_col), recheck
-
-    @staticmethod
-    def _labelled(t: Any) -> Any:
-        if hasattr(t, "columns") and hasattr(t, "name"):
-            return t
-        return t
 
     def find(self, q: Query, limit: int | None = None, offset: int = 0,
              need_header: bool = False) -> Iterator[Match]:
