@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-_NAMES = ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "MR_small_RLE.dcm", "SC_rgb_jpeg_dcmtk.dcm",
-          "examples_ybr_color.dcm", "emri_small.dcm", "rtdose.dcm", "liver.dcm", "RG1_UNCR.dcm",
+_NAMES = ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "SC_rgb_jpeg_dcmtk.dcm",
+          "emri_small.dcm", "rtdose.dcm", "liver.dcm", "RG1_UNCR.dcm",
           "693_J2KR.dcm", "color3d_jpeg_baseline.dcm", "MR2_J2KR.dcm", "US1_UNCR.dcm")
 
 
