@@ -72,6 +72,9 @@ RETURN_KEYS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "St
                "NumberOfStudyRelatedInstances", "StudyInstanceUID")
 
 
+RANGE_DAYS = (7, 14)  # StudyDate range width (days), set by --range-days
+
+
 def pg_url(schema: str) -> str:
     return f"{PG_BASE}?options=-csearch_path%3D{schema}"
 
@@ -88,6 +91,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     .replace("%", "%%"))
     ap.add_argument("--queries", type=int, default=200, help="C-FINDs per query type (200)")
     ap.add_argument("--warmup", type=int, default=5, help="untimed C-FINDs per type first (5)")
+    ap.add_argument("--range-days", default="7,14",
+                    help="StudyDate range width in days, min,max (default 7,14)")
     ap.add_argument("--prefix-len", type=int, default=3, help="letters in name_prefix (3)")
     ap.add_argument("--layers", type=int, default=50,
                     help="queries per type timed in-process by layer (50; 0: skip)")
@@ -97,6 +102,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=peers.BENCH_OUT / "find.json")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = ap.parse_args(argv)
+    global RANGE_DAYS
+    lo, _, hi = args.range_days.partition(",")
+    RANGE_DAYS = (int(lo), int(hi or lo))
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     bad = sorted(set(args.backends) - {"sqlite", "postgresql"})
     if bad:
@@ -160,7 +168,8 @@ def pick_queries(engine: Engine, n: int, seed: int, prefix_len: int) -> list[Que
         surname = rows[rng.randrange(len(rows))][1].split("^", 1)[0]
         prefix = surname[:prefix_len].upper()
         start = populate.FIRST_DAY + timedelta(days=rng.randrange(populate.DAYS - 14))
-        end = start + timedelta(days=rng.randint(6, 13))  # a 7-14 day range, both ends included
+        lo, hi = RANGE_DAYS
+        end = start + timedelta(days=rng.randint(lo - 1, hi - 1))  # both ends included
         out += [QuerySpec("patient_id", pid), QuerySpec("name_prefix", prefix + "*"),
                 QuerySpec("date_range", f"{start:%Y%m%d}-{end:%Y%m%d}")]
     return out
