@@ -56,6 +56,7 @@ class Settings:
     db: str = ""  # empty: SQLite file in data_dir
     on_conflict: OnConflict = "keep"
     case_insensitive_names: bool = True
+    max_find_results: int = 50000  # C-FIND answers at most this many matches (0: no limit)
     max_associations: int = 64  # per DICOM worker process
     dicom_workers: int = 1  # processes sharing the DICOM port (SO_REUSEPORT), for parallel ingest
     max_pdu_size: int = 262144
@@ -78,6 +79,8 @@ class Settings:
             raise ConfigError("dicom_workers must be between 1 and 64")
         if self.dicom_workers > 1 and self.dicom_port == 0:
             raise ConfigError("dicom_workers > 1 needs a fixed dicom_port")
+        if self.max_find_results < 0:
+            raise ConfigError("max_find_results must be 0 (no limit) or positive")
         if self.max_associations < 1:
             raise ConfigError("max_associations must be at least 1")
         if self.max_pdu_size != 0 and self.max_pdu_size < 4096:

@@ -102,3 +102,23 @@ def test_stored_bytes_match_what_was_sent(server: DimseServer, archive: Archive,
         assert ref.blob_key == hashlib.sha256(stored).hexdigest()
         # the data set part is byte-exact (file meta is rebuilt from the association)
         assert stored.endswith(f.read_bytes()[-1000:])
+
+
+def test_find_over_the_result_cap_is_refused(tmp_path: Path) -> None:
+    from tests.conftest import make_settings
+    from vesalius.archive import open_archive
+
+    a = open_archive(make_settings(tmp_path, max_find_results=3))
+    for study in "ABCD":
+        a.store_bytes(instance(study, "SE1", 0))
+    srv = DimseServer(a, host="127.0.0.1", port=0)
+    srv.start()
+    try:
+        with pytest.raises(peers.DcmtkError) as exc:
+            peers.findscu("STUDY", {"StudyInstanceUID": None}, AET, srv.port)
+        assert "Refused: OutOfResources" in str(exc.value)
+        rsp = peers.findscu("STUDY", {"StudyInstanceUID": f"{uid('A')}\\{uid('B')}"}, AET, srv.port)
+        assert len(rsp) == 2
+    finally:
+        srv.stop(grace=2)
+        a.close()

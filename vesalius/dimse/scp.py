@@ -115,8 +115,14 @@ class Handlers:
         except Exception as exc:
             yield _status(0xC000, f"cannot read identifier: {type(exc).__name__}"), None
             return
+        cap = self.archive.settings.max_find_results
         try:
-            for doc in self.archive.find(q):
+            docs = list(self.archive.find(q, limit=cap + 1 if cap else None))
+            if cap and len(docs) > cap:
+                # Refused: Out of Resources (PS3.4 C.4.1.1.4), before sending any match.
+                yield _status(0xA700, f"more than {cap} matches: refine the query"), None
+                return
+            for doc in docs:
                 if event.is_cancelled:
                     yield 0xFE00, None
                     return
