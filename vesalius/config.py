@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -163,11 +163,3 @@ def load_settings(config: Path | None = None, env: dict[str, str] | None = None,
         return Settings(**values)
     except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc)) from exc
-
-
-def with_remotes(settings: Settings, remotes: list[Remote]) -> Settings:
-    """A copy of ``settings`` whose remotes are the TOML remotes plus ``remotes`` (by name)."""
-    merged = {r.name: r for r in settings.remotes}
-    for r in remotes:
-        merged.setdefault(r.name, r)
-    return replace(settings, remotes=tuple(merged.values()))

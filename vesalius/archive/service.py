@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -126,5 +125,3 @@ def open_archive(settings: Settings, *, recover: bool = True) -> Archive:
             log.warning("start-up recovery: %s", result)
     return archive
 
-
-__all__ = ["Archive", "open_archive", "replace"]

@@ -128,11 +128,6 @@ def level_of_identifier(identifier: Any) -> Level:
         raise QueryError(f"QueryRetrieveLevel {lv!r} is not PATIENT, STUDY, SERIES or IMAGE") from None
 
 
-def key_for(keyword: str) -> Key | None:
-    """The index key for ``keyword``, or None if it lives only in the header JSON."""
-    return KEYS.get(keyword)
-
-
 def level_of(keyword: str) -> Level:
     """The level an attribute belongs to; attributes the index does not know are IMAGE-level
     for instance queries and taken from a representative instance at higher levels."""

@@ -89,25 +89,11 @@ class IndexWriter:
         if self.engine is not self.read_engine:
             self.engine.dispose()
 
-    def forget(self) -> None:
-        """Drop cached parent rows (after deletes, or when the index changed elsewhere)."""
-        self._parents.clear()
-
     def _remember(self, entry: _CacheEntry | None) -> None:
         if entry is not None:
             if len(self._parents) > 50000:
                 self._parents.clear()
             self._parents[entry[0]] = entry[1]
-
-    def lookup_key(self, sop_uid: str) -> str | None:
-        """The blob key stored for ``sop_uid``, or None."""
-        with self.read_engine.connect() as conn:
-            row = conn.execute(select(instances.c.blob_key).where(instances.c.sop_uid == sop_uid)).first()
-        return row[0] if row else None
-
-    def record_conflict(self, kind: str, action: str, rec: InstanceRecord, old_key: str, detail: str) -> None:
-        with self.engine.begin() as conn:
-            self._conflict(conn, kind, action, rec, old_key, detail)
 
     @staticmethod
     def _conflict(conn: Connection, kind: str, action: str, rec: InstanceRecord, old_key: str,
