@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= .demo-data
 
-.PHONY: setup demo test lint typecheck bench clean sysdeps
+.PHONY: setup demo test lint typecheck bench clean sysdeps viewer
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,7 +18,10 @@ setup: $(STAMP)
 sysdeps:
 	@./scripts/sysdeps.sh
 
-demo: sysdeps setup
+viewer:
+	@./scripts/fetch-ohif.sh
+
+demo: sysdeps setup viewer
 	$(BIN)/vesalius import --data-dir $(DEMO_DIR) --samples
 	@echo ""
 	@echo "Vesalius demo: DICOM  VESALIUS@127.0.0.1:11112   HTTP  http://127.0.0.1:8080/healthz"
@@ -26,7 +29,7 @@ demo: sysdeps setup
 	@echo "       findscu -S -aec VESALIUS -k QueryRetrieveLevel=STUDY -k PatientName='*' 127.0.0.1 11112"
 	$(BIN)/vesalius serve --data-dir $(DEMO_DIR)
 
-test: sysdeps setup
+test: sysdeps setup viewer
 	$(BIN)/python -m pytest -q
 
 lint:

@@ -66,6 +66,11 @@ class Settings:
     storage: str = "filesystem"  # filesystem | memory
     remotes: tuple[Remote, ...] = field(default_factory=tuple)
     log_level: str = "INFO"
+    # DICOMweb (PS3.18)
+    qido_max_results: int = 10000  # QIDO-RS answers at most this many matches per request
+    stow_max_bytes: int = 4 << 30  # largest STOW-RS request body accepted
+    cors_origins: str = ""  # comma-separated origins allowed by CORS ("*" for any); empty: CORS off
+    render_cache_mb: int = 128  # rendered images and thumbnails kept in memory
 
     def __post_init__(self) -> None:
         check_ae_title(self.ae_title)
@@ -85,6 +90,12 @@ class Settings:
             raise ConfigError("max_associations must be at least 1")
         if self.max_pdu_size != 0 and self.max_pdu_size < 4096:
             raise ConfigError("max_pdu_size must be 0 (unlimited) or at least 4096 bytes")
+        if self.qido_max_results < 1:
+            raise ConfigError("qido_max_results must be at least 1")
+        if self.stow_max_bytes < 1024:
+            raise ConfigError("stow_max_bytes must be at least 1024")
+        if self.render_cache_mb < 0:
+            raise ConfigError("render_cache_mb must be 0 or positive")
         if self.storage not in ("filesystem", "memory"):
             raise ConfigError(f"storage must be filesystem or memory, not {self.storage!r}")
 

@@ -75,7 +75,8 @@ def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
         server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
         announce(f"Vesalius {__version__}: DICOM {settings.ae_title}@{settings.dicom_host}:{dimse.port}"
                  f"{f' ({settings.dicom_workers} processes)' if multi else ''}  "
-                 f"HTTP http://{settings.http_host}:{http_sock.getsockname()[1]}/healthz  data {settings.data_dir}")
+                 f"HTTP http://{settings.http_host}:{http_sock.getsockname()[1]}/ (viewer, /dicom-web, /healthz)  "
+                 f"data {settings.data_dir}")
         try:
             server.run(sockets=[http_sock])
         finally:

@@ -32,6 +32,7 @@ class Status(int, Enum):
     DATASET_MISMATCH = 0xA900
     CANNOT_UNDERSTAND = 0xC000
     PROCESSING_FAILURE = 0x0110
+    STUDY_MISMATCH = 0xC409  # STOW-RS to /studies/{uid} with an instance of another study
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class IngestReport:
     sop_instance_uid: str = ""
     study_uid: str = ""
     blob_key: str = ""
+    sop_class_uid: str = ""
+    series_uid: str = ""
 
     @property
     def ok(self) -> bool:
@@ -58,7 +61,8 @@ class Ingestor:
         self.writer = writer
         self.on_conflict = on_conflict
 
-    def ingest(self, data: bytes, source_ae: str = "", expected_sop_instance: str | None = None) -> IngestReport:
+    def ingest(self, data: bytes, source_ae: str = "", expected_sop_instance: str | None = None,
+               expected_study: str | None = None) -> IngestReport:
         """Archive one Part-10 object; never raises for bad input, answers a status instead.
 
         (Hashing and writing on a worker thread while this one parses was measured slower:
@@ -74,37 +78,43 @@ class Ingestor:
             reason = str(exc) if isinstance(exc, InvalidDicom) else f"header cannot be indexed ({type(exc).__name__})"
             log.info("refused object from %s: %s", source_ae or "local", reason)
             return IngestReport(Status.CANNOT_UNDERSTAND, "invalid", reason)
+        uid, study, sop_class = parsed.sop_instance_uid, parsed.study_uid, parsed.sop_class_uid
+        if expected_study is not None and study != expected_study:
+            return IngestReport(Status.STUDY_MISMATCH, "mismatch",
+                                "the instance belongs to another study than the one in the request",
+                                uid, study, "", sop_class)
         try:
             key = self._hash_and_put(data)
         except StorageError as exc:
             log.error("storage failure: %s", exc)
-            return IngestReport(Status.OUT_OF_RESOURCES, "error", str(exc))
+            return IngestReport(Status.OUT_OF_RESOURCES, "error", str(exc), uid, study, "", sop_class)
         rec.blob_key = key
         try:
             result = self.writer.ingest(rec, self.on_conflict)
         except Exception as exc:
             log.error("index failure: %s", type(exc).__name__)
-            self._discard_if_unreferenced(key)
+            self.discard_if_unreferenced(key)
             self.store.settle(key)
-            return IngestReport(Status.OUT_OF_RESOURCES, "error", f"index failure ({type(exc).__name__})")
+            return IngestReport(Status.OUT_OF_RESOURCES, "error", f"index failure ({type(exc).__name__})",
+                                uid, study, "", sop_class)
         if result.outcome in (Outcome.KEPT, Outcome.REJECTED):
-            self._discard_if_unreferenced(key)
+            self.discard_if_unreferenced(key)
         if result.outcome == Outcome.REPLACED and result.old_key and result.old_key != key:
-            self._discard_if_unreferenced(result.old_key)
+            self.discard_if_unreferenced(result.old_key)
         self.store.settle(key)
-        uid, study = parsed.sop_instance_uid, parsed.study_uid
         if result.outcome == Outcome.REJECTED:
             return IngestReport(Status.DUPLICATE_INVOCATION, "rejected",
                                 "an instance with this SOP Instance UID and different content is already "
-                                "archived (on_conflict = reject)", uid, study, key)
-        return IngestReport(Status.SUCCESS, result.outcome.value, "", uid, study, key)
+                                "archived (on_conflict = reject)", uid, study, key, sop_class)
+        return IngestReport(Status.SUCCESS, result.outcome.value, "", uid, study, key, sop_class,
+                            parsed.series_uid)
 
     def _hash_and_put(self, data: bytes) -> str:
         key = blob_key_for(data)
         self.store.put(key, data)  # content-addressed: a re-sent object is not written again
         return key
 
-    def _discard_if_unreferenced(self, key: str) -> None:
+    def discard_if_unreferenced(self, key: str) -> None:
         from sqlalchemy import select
 
         from vesalius.index.models import instances

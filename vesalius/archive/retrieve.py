@@ -6,12 +6,14 @@ it, and otherwise transcode it (see :mod:`vesalius.dicom.transcode`).
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.engine import Engine
 
 from vesalius.dicom.keys import Level, level_of_identifier
@@ -55,10 +57,16 @@ class RetrieveService:
 
     def locate(self, identifier: Dataset, level: Level | None = None) -> list[InstanceRef]:
         """The instances named by a C-MOVE/C-GET identifier (unique keys, PS3.4 C.4.2.1.4)."""
+        stmt = self._statement(identifier, level)
+        with self.engine.connect() as conn:
+            return [InstanceRef(*row) for row in conn.execute(stmt)]
+
+    def _statement(self, identifier: Dataset, level: Level | None, *extra: Any) -> Select[Any]:
         if level is None:
             level = level_of_identifier(identifier)
         stmt = (select(instances.c.sop_uid, instances.c.sop_class_uid, instances.c.transfer_syntax,
-                       instances.c.blob_key, instances.c.size, studies.c.study_uid, series.c.series_uid)
+                       instances.c.blob_key, instances.c.size, studies.c.study_uid, series.c.series_uid,
+                       *extra)
                 .select_from(instances.join(series, instances.c.series_pk == series.c.pk)
                              .join(studies, instances.c.study_pk == studies.c.pk)
                              .join(patients, studies.c.patient_pk == patients.c.pk)))
@@ -81,12 +89,11 @@ class RetrieveService:
                 constrained = True
         if not constrained:
             raise QueryError("the retrieve identifier names no patient, study, series or instance")
-        stmt = stmt.order_by(series.c.pk, instances.c.instance_number, instances.c.pk)
-        with self.engine.connect() as conn:
-            return [InstanceRef(*row) for row in conn.execute(stmt)]
+        return stmt.order_by(series.c.pk, instances.c.instance_number, instances.c.pk)
 
-    def instances_of(self, study_uid: str | None = None, series_uid: str | None = None,
-                     sop_uid: str | None = None) -> list[InstanceRef]:
+    @staticmethod
+    def _identifier(study_uid: str | None, series_uid: str | None, sop_uid: str | None
+                    ) -> tuple[Dataset, Level]:
         ds = Dataset()
         level = Level.STUDY
         if study_uid:
@@ -97,7 +104,23 @@ class RetrieveService:
         if sop_uid:
             ds.SOPInstanceUID = sop_uid
             level = Level.IMAGE
-        return self.locate(ds, level)
+        return ds, level
+
+    def instances_of(self, study_uid: str | None = None, series_uid: str | None = None,
+                     sop_uid: str | None = None) -> list[InstanceRef]:
+        """The instances of a study, series or one instance (WADO-RS paths)."""
+        return self.locate(*self._identifier(study_uid, series_uid, sop_uid))
+
+    def metadata(self, study_uid: str | None = None, series_uid: str | None = None,
+                 sop_uid: str | None = None) -> list[tuple[InstanceRef, str]]:
+        """Each instance with its header as DICOM JSON text (PS3.18 F.2), from the index only.
+
+        Bulk data values hold the placeholder ``bulk:<tag>`` (see :mod:`vesalius.dicom.record`).
+        """
+        stmt = self._statement(*self._identifier(study_uid, series_uid, sop_uid), instances.c.header)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [(InstanceRef(*row[:7]), zlib.decompress(row[7]).decode()) for row in rows]
 
     def read(self, ref: InstanceRef) -> bytes:
         return self.store.get(ref.blob_key)

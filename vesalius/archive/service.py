@@ -15,11 +15,13 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Engine
 
 from vesalius.archive import maintenance
+from vesalius.archive.frames import FrameService
 from vesalius.archive.ingest import Ingestor, IngestReport
 from vesalius.archive.query import QueryService
 from vesalius.archive.retrieve import InstanceRef, RetrieveService
 from vesalius.config import Remote, Settings
-from vesalius.dicom.matching import Query, parse_identifier
+from vesalius.dicom.keys import Level
+from vesalius.dicom.matching import Query, parse_identifier, query_from_pairs
 from vesalius.errors import ConfigError, NotFound
 from vesalius.index.db import open_index
 from vesalius.index.models import instances, remotes
@@ -42,15 +44,22 @@ class Archive:
         self.ingestor = Ingestor(store, self.writer, settings.on_conflict)
         self.queries = QueryService(self.reader, settings.ae_title)
         self.retrieval = RetrieveService(engine, store)
+        self.frames = FrameService(store, settings.render_cache_mb << 20)
 
     # ---------------------------------------------------------------- ingest
-    def store_bytes(self, data: bytes, source_ae: str = "", expected_sop_instance: str | None = None) -> IngestReport:
+    def store_bytes(self, data: bytes, source_ae: str = "", expected_sop_instance: str | None = None,
+                    expected_study: str | None = None) -> IngestReport:
         """Archive one DICOM Part-10 object (see :mod:`vesalius.archive.ingest`)."""
-        return self.ingestor.ingest(data, source_ae, expected_sop_instance)
+        return self.ingestor.ingest(data, source_ae, expected_sop_instance, expected_study)
 
     # ---------------------------------------------------------------- query
     def parse_query(self, identifier: Dataset) -> Query:
         return parse_identifier(identifier, case_insensitive_names=self.settings.case_insensitive_names)
+
+    def parse_qido(self, level: Level, pairs: list[tuple[str, str]], fuzzy: bool = False) -> Query:
+        """A QIDO-RS query (PS3.18 8.3.4) matched by the same rules as C-FIND."""
+        return query_from_pairs(level, pairs, case_insensitive_names=self.settings.case_insensitive_names,
+                                fuzzy=fuzzy)
 
     def find(self, q: Query, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """DICOM JSON objects matching ``q`` (C-FIND and QIDO-RS)."""
@@ -62,6 +71,36 @@ class Archive:
 
     def read(self, ref: InstanceRef) -> bytes:
         return self.retrieval.read(ref)
+
+    def instances_of(self, study_uid: str, series_uid: str | None = None,
+                     sop_uid: str | None = None) -> list[InstanceRef]:
+        """The instances of a study, series or one instance; NotFound when there are none."""
+        refs = self.retrieval.instances_of(study_uid, series_uid, sop_uid)
+        if not refs:
+            raise NotFound(_what(study_uid, series_uid, sop_uid) + " is not in the archive")
+        return refs
+
+    def metadata(self, study_uid: str, series_uid: str | None = None,
+                 sop_uid: str | None = None) -> list[tuple[InstanceRef, str]]:
+        """Headers as DICOM JSON text, from the index (PS3.18 10.4 metadata resources)."""
+        found = self.retrieval.metadata(study_uid, series_uid, sop_uid)
+        if not found:
+            raise NotFound(_what(study_uid, series_uid, sop_uid) + " is not in the archive")
+        return found
+
+    # ---------------------------------------------------------------- delete
+    def delete(self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None) -> int:
+        """Remove a study, series or instance: index rows first, then the stored objects.
+
+        Returns the number of instances removed; NotFound when there was nothing to remove.
+        """
+        keys = self.writer.delete(study_uid, series_uid, sop_uid)
+        if not keys:
+            raise NotFound(_what(study_uid, series_uid, sop_uid) + " is not in the archive")
+        for key in keys:
+            self.ingestor.discard_if_unreferenced(key)
+        log.info("deleted %d instance(s)", len(keys))
+        return len(keys)
 
     def is_committed(self, sop_class_uid: str, sop_uid: str) -> bool:
         """Storage Commitment (PS3.4 J.3): fsynced and indexed, with the same SOP class."""
@@ -107,6 +146,14 @@ class Archive:
     def close(self) -> None:
         self.writer.close()
         self.engine.dispose()
+
+
+def _what(study_uid: str, series_uid: str | None, sop_uid: str | None) -> str:
+    if sop_uid:
+        return "the instance"
+    if series_uid:
+        return "the series"
+    return "the study"
 
 
 def open_archive(settings: Settings, *, recover: bool = True) -> Archive:

@@ -259,3 +259,67 @@ def matches(c: Condition, stored: Any, case_insensitive_names: bool = True) -> b
     if isinstance(stored, (list, tuple)):
         return any(matches(c, v, case_insensitive_names) for v in stored)
     return _value_matches(c, str(stored), case_insensitive_names)
+
+
+# --------------------------------------------------------------------------- QIDO-RS
+
+#: VRs whose QIDO-RS values may list several values separated by commas (PS3.18 8.3.4.1).
+_COMMA_LIST_VRS = frozenset({"UI", "CS", "AE"})
+
+
+def resolve_attribute(name: str) -> tuple[str, int, str]:
+    """Keyword, tag and VR of a QIDO-RS attribute given as a keyword or 8 hex digits."""
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    text = name.strip()
+    tag: int | None
+    if len(text) == 8 and all(ch in "0123456789abcdefABCDEF" for ch in text):
+        tag = int(text, 16)
+    else:
+        found = tag_for_keyword(text)
+        tag = int(found) if found is not None else None
+    kw = keyword_of(tag) if tag is not None else ""
+    if tag is None or not kw:
+        raise QueryError(f"unknown attribute {text[:64]!r} (use a DICOM keyword or an 8-digit tag)")
+    return kw, tag, str(dictionary_VR(tag)).split(" ")[0]
+
+
+def query_from_pairs(level: Level, pairs: list[tuple[str, str]], *, case_insensitive_names: bool = True,
+                     fuzzy: bool = False) -> Query:
+    """Build a query from QIDO-RS ``{attributeID}={value}`` pairs (PS3.18 8.3.4.1).
+
+    Attribute IDs are keywords or tags, or dotted paths into a sequence
+    (``ReferencedSeriesSequence.SeriesInstanceUID``). A key given twice lists values.
+    With ``fuzzy`` (``fuzzymatching=true``), a person name without wildcards matches names
+    that begin with it, ignoring case (PS3.18 8.3.4.4 leaves the method to the server).
+    """
+    q = Query(level=level, case_insensitive_names=case_insensitive_names or fuzzy, fuzzy=fuzzy)
+    values: dict[tuple[str, ...], list[str]] = {}
+    vrs: dict[tuple[str, ...], str] = {}
+    for key, value in pairs:
+        path = tuple(resolve_attribute(p)[0] for p in key.split("."))
+        *outer, last = path
+        for kw in outer:
+            if resolve_attribute(kw)[2] != "SQ":
+                raise QueryError(f"{kw} is not a sequence; only sequences take a dotted path")
+        vr = resolve_attribute(last)[2]
+        if vr == "SQ":
+            raise QueryError(f"{last} is a sequence: name an attribute inside it ({last}.Keyword=value)")
+        items = [v for v in value.split(",")] if vr in _COMMA_LIST_VRS else [value]
+        values.setdefault(path, []).extend(items)
+        vrs[path] = vr
+    for path, vals in values.items():
+        if path[0] in ENVELOPE:
+            continue
+        if path[0] not in q.return_keys:
+            q.return_keys.append(path[0])
+        joined = "\\".join(v for v in vals if v.strip()) or None
+        c = condition_from_value(path[-1], vrs[path], joined)
+        if c.kind == Kind.UNIVERSAL:
+            continue
+        if fuzzy and c.vr == "PN" and c.kind == Kind.SINGLE and "=" not in c.values[0]:
+            c = Condition(c.keyword, c.vr, Kind.WILDCARD, (c.values[0].rstrip("^ ") + "*",))
+        for outer_kw in reversed(path[:-1]):
+            c = Condition(outer_kw, "SQ", Kind.SEQUENCE, items=((c,),))
+        q.conditions.append(c)
+    return q

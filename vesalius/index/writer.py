@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import bindparam, case, insert, literal, select, update
+from sqlalchemy import bindparam, case, delete, func, insert, literal, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -232,3 +232,74 @@ class IndexWriter:
             num_studies=0, created_at=ts,
         ).returning(patients.c.pk)).scalar_one()
         return int(pk)
+
+    # ------------------------------------------------------------------ delete
+    def delete(self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None) -> list[str]:
+        """Remove a study, series or instance from the index; return the blob keys it held.
+
+        Counters and ModalitiesInStudy of the parents are recomputed; parents left empty are
+        removed (a patient with no study left goes too). The caller removes the objects from
+        storage after this commits.
+        """
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                if self._lock is not None:
+                    with self._lock, self.engine.begin() as conn:
+                        keys = self._delete(conn, study_uid, series_uid, sop_uid)
+                else:
+                    with self.engine.begin() as conn:
+                        keys = self._delete(conn, study_uid, series_uid, sop_uid)
+                self._parents.clear()
+                return keys
+            except OperationalError as exc:
+                if ("locked" not in str(exc) and "deadlock" not in str(exc).lower()) \
+                        or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
+
+    @staticmethod
+    def _delete(conn: Connection, study_uid: str, series_uid: str | None, sop_uid: str | None) -> list[str]:
+        study = conn.execute(select(studies.c.pk, studies.c.patient_pk)
+                             .where(studies.c.study_uid == study_uid)).first()
+        if study is None:
+            return []
+        stmt = select(instances.c.pk, instances.c.blob_key, instances.c.series_pk).where(
+            instances.c.study_pk == study.pk)
+        if series_uid:
+            stmt = stmt.join(series, instances.c.series_pk == series.c.pk).where(series.c.series_uid == series_uid)
+        if sop_uid:
+            stmt = stmt.where(instances.c.sop_uid == sop_uid)
+        rows = conn.execute(stmt).all()
+        if not rows:
+            return []
+        pks = [r.pk for r in rows]
+        for i in range(0, len(pks), 500):
+            conn.execute(delete(instances).where(instances.c.pk.in_(pks[i:i + 500])))
+        ts = now()
+        for s_pk in {r.series_pk for r in rows}:
+            left = conn.execute(select(func.count()).select_from(instances)
+                                .where(instances.c.series_pk == s_pk)).scalar_one()
+            if left:
+                conn.execute(update(series).where(series.c.pk == s_pk).values(num_instances=left, updated_at=ts))
+            else:
+                conn.execute(delete(series).where(series.c.pk == s_pk))
+        n_inst, size = conn.execute(select(func.count(), func.coalesce(func.sum(instances.c.size), 0))
+                                    .where(instances.c.study_pk == study.pk)).one()
+        if n_inst:
+            mods = [m for (m,) in conn.execute(select(series.c.modality).distinct()
+                                               .where(series.c.study_pk == study.pk)) if m]
+            classes = [c for (c,) in conn.execute(select(instances.c.sop_class_uid).distinct()
+                                                  .where(instances.c.study_pk == study.pk))]
+            n_series = conn.execute(select(func.count()).select_from(series)
+                                    .where(series.c.study_pk == study.pk)).scalar_one()
+            conn.execute(update(studies).where(studies.c.pk == study.pk).values(
+                num_instances=n_inst, num_series=n_series, size_bytes=size, updated_at=ts,
+                modalities="\\" + "\\".join(sorted(mods)) + "\\" if mods else "",
+                sop_classes="\\" + "\\".join(sorted(classes)) + "\\" if classes else ""))
+        else:
+            conn.execute(delete(studies).where(studies.c.pk == study.pk))
+            conn.execute(update(patients).where(patients.c.pk == study.patient_pk)
+                         .values(num_studies=patients.c.num_studies - 1))
+            conn.execute(delete(patients).where(patients.c.pk == study.patient_pk, patients.c.num_studies <= 0))
+        return [r.blob_key for r in rows]

@@ -1,4 +1,5 @@
-"""The ASGI application. ``GET /healthz`` reports liveness and index reachability."""
+"""The ASGI application: DICOMweb under ``/dicom-web``, WADO-URI at ``/wado``, ``/healthz``,
+and the OHIF viewer at ``/`` when it is installed."""
 
 from __future__ import annotations
 
@@ -6,15 +7,19 @@ from typing import Any
 
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from vesalius import __version__
 from vesalius.archive import Archive
+from vesalius.web.dicomweb import dicomweb_routes
 
 
-def create_app(archive: Archive, extra: dict[str, Any] | None = None) -> Starlette:
+def create_app(archive: Archive, extra: dict[str, Any] | None = None, *, viewer: bool = True) -> Starlette:
     """Build the ASGI app over ``archive``."""
 
     async def healthz(request: Request) -> JSONResponse:
@@ -28,7 +33,25 @@ def create_app(archive: Archive, extra: dict[str, Any] | None = None) -> Starlet
         body.update(extra or {})
         return JSONResponse(body, status_code=200 if db == "ok" else 503)
 
-    async def not_found(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"error": "not found", "path": request.url.path}, status_code=404)
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+        if status == 404:
+            detail = "not found"
+        return JSONResponse({"error": detail, "status": status, "path": request.url.path[:200]},
+                            status_code=status)
 
-    return Starlette(routes=[Route("/healthz", healthz)], exception_handlers={404: not_found})
+    routes: list[BaseRoute] = [Route("/healthz", healthz)]
+    routes += dicomweb_routes(archive)
+    if viewer:
+        from vesalius.web.viewer import default_ohif_dir, viewer_routes
+
+        routes += viewer_routes(default_ohif_dir())
+    middleware = []
+    origins = [o.strip() for o in archive.settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        middleware.append(Middleware(CORSMiddleware, allow_origins=origins,
+                                     allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+                                     allow_headers=["*"], expose_headers=["Content-Type", "Warning"]))
+    return Starlette(routes=routes, middleware=middleware,
+                     exception_handlers={HTTPException: http_error, 500: http_error})

@@ -1,0 +1,125 @@
+"""STOW-RS: store instances (PS3.18 10.5).
+
+The request body is read as it arrives; each completed part is archived through the same
+ingest as C-STORE (validate, hash, write + fsync, index) before the next is read, so a
+request is never held whole in memory and nothing is acknowledged before it is durable.
+The answer lists what was stored (ReferencedSOPSequence) and what failed, with the reason
+(FailedSOPSequence): 200 all stored, 202 some, 409 none.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from vesalius.archive import Archive
+from vesalius.archive.ingest import IngestReport, Status
+from vesalius.errors import QueryError
+from vesalius.web.dicomweb.common import (
+    DICOM_JSON,
+    HTTPError,
+    base_url,
+    instance_url,
+    json_bytes,
+    uid_param,
+)
+from vesalius.web.dicomweb.multipart import MultipartReader, Part, parse_media_type
+
+
+def _content_type(request: Request) -> str:
+    raw = request.headers.get("content-type")
+    if not raw:
+        raise HTTPError(415, 'STOW-RS needs Content-Type: multipart/related; type="application/dicom"; '
+                             "boundary=...")
+    try:
+        ctype = parse_media_type(raw)
+    except QueryError as exc:
+        raise HTTPError(415, f"unreadable Content-Type: {exc}") from None
+    if ctype.type != "multipart/related":
+        raise HTTPError(415, f'STOW-RS takes multipart/related; type="application/dicom", not {ctype.type}')
+    if ctype.subtype not in ("", "application/dicom"):
+        raise HTTPError(415, f"parts of type {ctype.subtype} are not supported; send application/dicom parts")
+    boundary = ctype.params.get("boundary", "")
+    if not boundary:
+        raise HTTPError(400, "the Content-Type has no boundary parameter")
+    return boundary
+
+
+def _store_part(archive: Archive, part: Part, study: str | None, peer: str) -> IngestReport:
+    ptype = part.content_type.split(";")[0].strip().lower()
+    if ptype not in ("", "application/dicom", "application/octet-stream"):
+        return IngestReport(Status.CANNOT_UNDERSTAND, "invalid", f"a part of type {ptype[:64]} is not DICOM")
+    return archive.store_bytes(bytes(part.data), source_ae=peer, expected_study=study)
+
+
+def _item(report: IngestReport, url: str | None, failure: bool) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "00081150": {"vr": "UI", "Value": [report.sop_class_uid]} if report.sop_class_uid else {"vr": "UI"},
+        "00081155": {"vr": "UI", "Value": [report.sop_instance_uid]} if report.sop_instance_uid
+        else {"vr": "UI"},
+    }
+    if failure:
+        item["00081197"] = {"vr": "US", "Value": [int(report.status)]}
+    if url:
+        item["00081190"] = {"vr": "UR", "Value": [url]}
+    if report.status == Status.WARNING_COERCION:
+        item["00081196"] = {"vr": "US", "Value": [int(report.status)]}
+    return item
+
+
+async def store(request: Request, archive: Archive) -> Response:
+    """``POST /studies`` and ``POST /studies/{study}`` (PS3.18 10.5.1)."""
+    study = uid_param(request, "study") if "study" in request.path_params else None
+    boundary = _content_type(request)
+    limit = archive.settings.stow_max_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise HTTPError(400, "Content-Length is not a number") from None
+        if size > limit:
+            raise HTTPError(413, f"the request body ({size} bytes) is larger than stow_max_bytes ({limit})")
+    reader = MultipartReader(boundary, limit)
+    peer = "HTTP"
+    reports: list[IngestReport] = []
+    received = 0
+    truncated = False
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise HTTPError(413, f"the request body is larger than stow_max_bytes ({limit})")
+            for part in reader.feed(chunk):
+                reports.append(await run_in_threadpool(_store_part, archive, part, study, peer))
+    except ClientDisconnect:
+        truncated = True
+    if not reader.finished:
+        if reader.parts_seen == 0:
+            raise HTTPError(400, "the body holds no multipart/related part with the declared boundary")
+        truncated = True
+    if truncated:
+        reports.append(IngestReport(Status.CANNOT_UNDERSTAND, "invalid",
+                                    "the body ended inside a part (truncated); that part was not stored"))
+    if not reports:
+        raise HTTPError(400, "the body holds no DICOM part")
+    base = base_url(request)
+    stored = [r for r in reports if r.ok]
+    failed = [r for r in reports if not r.ok]
+    doc: dict[str, Any] = {}
+    if stored:
+        studies = {r.study_uid for r in stored}
+        if len(studies) == 1:
+            doc["00081190"] = {"vr": "UR", "Value": [f"{base}/studies/{next(iter(studies))}"]}
+        refs = []
+        for r in stored:
+            url = instance_url(base, r.study_uid, r.series_uid, r.sop_instance_uid)
+            refs.append(_item(r, url, failure=False))
+        doc["00081199"] = {"vr": "SQ", "Value": refs}
+    if failed:
+        doc["00081198"] = {"vr": "SQ", "Value": [_item(r, None, failure=True) for r in failed]}
+    status = 200 if not failed else (202 if stored else 409)
+    return Response(json_bytes(doc), status_code=status, media_type=DICOM_JSON)
