@@ -214,7 +214,9 @@ def test_qido_includefield(loaded: TestClient, ct_files: list[Path]) -> None:
     [st] = loaded.get(f"{DW}/studies", params={"includefield": "00081030,PatientAge"}).json()
     assert "00081030" in st and "00101010" in st
     [inst, *_] = loaded.get(f"{DW}/instances", params={"includefield": "all"}).json()
-    assert "00080016" in inst and "00280010" not in inst or True
+    assert inst["00280010"]["Value"] == [128]  # Rows: from the stored header
+    assert "00180050" in inst  # SliceThickness
+    assert "7FE00010" not in inst  # never bulk data
 
 
 @pytest.mark.parametrize("query", [

@@ -65,8 +65,13 @@ class QueryService:
         self.retrieve_ae = retrieve_ae
 
     def search(self, q: Query, *, limit: int | None = None, offset: int = 0,
-               extra_keys: tuple[str, ...] = (), defaults: bool = False) -> Iterator[dict[str, Any]]:
-        """Yield one DICOM JSON object per match, holding the return keys of ``q``."""
+               extra_keys: tuple[str, ...] = (), defaults: bool = False,
+               whole_header: bool = False) -> Iterator[dict[str, Any]]:
+        """Yield one DICOM JSON object per match, holding the return keys of ``q``.
+
+        ``whole_header`` (QIDO-RS ``includefield=all`` at instance level) adds every
+        attribute of the stored header except bulk data.
+        """
         keys: list[str] = list(q.return_keys)
         if defaults:
             for kw in DEFAULT_RETURN[q.level]:
@@ -80,8 +85,16 @@ class QueryService:
             if lv.depth <= q.level.depth and UNIQUE_KEY[lv] not in keys and lv != Level.PATIENT:
                 keys.append(UNIQUE_KEY[lv])
         header_keys = [kw for kw in keys if _needs_header(kw, q.level)]
-        for m in self.reader.find(q, limit=limit, offset=offset, need_header=bool(header_keys or q.return_tags)):
-            yield self.to_json(m, keys, q.return_tags)
+        whole = whole_header and q.level == Level.IMAGE
+        need = bool(header_keys or q.return_tags or whole)
+        for m in self.reader.find(q, limit=limit, offset=offset, need_header=need):
+            out = self.to_json(m, keys, q.return_tags)
+            if whole:
+                for tag, el in (m._header or {}).items():
+                    if "BulkDataURI" not in el:
+                        out.setdefault(tag, el)
+                out = dict(sorted(out.items()))
+            yield out
 
     def to_json(self, m: Match, keys: list[str], tags: list[int]) -> dict[str, Any]:
         out: dict[str, Any] = {}

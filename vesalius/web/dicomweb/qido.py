@@ -83,7 +83,8 @@ async def search(request: Request, archive: Archive, level: Level) -> Response:
     take = cap if not limit else min(limit, cap)
 
     def run() -> tuple[list[dict[str, object]], bool]:
-        found = list(archive.find(q, limit=take + 1, offset=offset, defaults=True, extra_keys=extra))
+        found = list(archive.find(q, limit=take + 1, offset=offset, defaults=True, extra_keys=extra,
+                                  whole_header=everything))
         return found[:take], len(found) > take
 
     results, more = await run_in_threadpool(run)
