@@ -1,4 +1,5 @@
-"""Shared helpers for the web tests that need a real HTTP server (not the in-process TestClient)."""
+"""Shared helpers for the web tests that run a real HTTP server (not the in-process TestClient):
+``live_server`` runs an ASGI app under uvicorn in a thread, ``Recorder`` keeps what reached it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
@@ -32,6 +34,7 @@ def live_server(app: Any, *, startup_s: float = 10.0) -> Iterator[str]:
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             server.should_exit = True
+            thread.join(timeout=5)
             sock.close()
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
@@ -41,3 +44,48 @@ def live_server(app: Any, *, startup_s: float = 10.0) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=15)
         sock.close()
+
+
+@dataclass
+class Seen:
+    """One request as it reached the server, its answer's status, and how long the answer took."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    status: int = 0  # 0: no answer started (yet)
+    seconds: float = 0.0  # from the request's arrival to the end of the answer's body
+    _start: float = field(default=0.0, repr=False)
+
+
+class Recorder:
+    """ASGI middleware keeping every HTTP request, the status it was answered with, and its time."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.seen: list[Seen] = []
+        self._lock = threading.Lock()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        seen = Seen(scope["method"], scope["path"], scope["query_string"].decode("latin-1"),
+                    {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
+                    _start=time.perf_counter())
+        with self._lock:
+            self.seen.append(seen)
+
+        async def recording_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                seen.status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                seen.seconds = time.perf_counter() - seen._start
+            await send(message)
+
+        await self.app(scope, receive, recording_send)
+
+    def since(self, mark: int) -> list[Seen]:
+        with self._lock:
+            return list(self.seen[mark:])

@@ -103,6 +103,9 @@ class QueryService:
             tag = tag_for_keyword(kw)
             if tag is None:
                 continue
+            key = KEYS.get(kw)
+            if key is not None and key.level.depth > m.level.depth:
+                continue  # an attribute of a lower level has no single value here
             el = _column_json(kw, m)
             if el is None:
                 if header is None:

@@ -259,6 +259,14 @@ def install_invalid_request_abort() -> None:
 
     def serve_request(self: Association, msg: Any, context_id: int) -> None:
         if not self._sent_release and not msg.is_valid_request:
+            if getattr(msg, "is_valid_response", False):
+                if not self._reactor_checkpoint.is_set():
+                    # pynetdicom's reactor can wake just as a send_*() pauses it and take the
+                    # response that send_*() waits for: hand it back instead of losing it.
+                    self.dimse.msg_queue.put((context_id, msg))
+                    return
+                log.warning("unexpected %s response ignored", msg.msg_type)
+                return
             log.warning("malformed %s request: aborting the association", msg.msg_type)
             self.abort()
             return
