@@ -24,7 +24,9 @@ viewer:
 demo: sysdeps setup viewer
 	$(BIN)/vesalius import --data-dir $(DEMO_DIR) --samples
 	@echo ""
-	@echo "Vesalius demo: DICOM  VESALIUS@127.0.0.1:11112   HTTP  http://127.0.0.1:8080/healthz"
+	@echo "Vesalius demo: viewer    http://127.0.0.1:8080/"
+	@echo "               DICOMweb  http://127.0.0.1:8080/dicom-web/studies"
+	@echo "               DICOM     VESALIUS@127.0.0.1:11112    health  http://127.0.0.1:8080/healthz"
 	@echo "  try: echoscu -aec VESALIUS 127.0.0.1 11112"
 	@echo "       findscu -S -aec VESALIUS -k QueryRetrieveLevel=STUDY -k PatientName='*' 127.0.0.1 11112"
 	$(BIN)/vesalius serve --data-dir $(DEMO_DIR)
