@@ -71,6 +71,7 @@ class Settings:
     stow_max_bytes: int = 4 << 30  # largest STOW-RS request body accepted
     cors_origins: str = ""  # comma-separated origins allowed by CORS ("*" for any); empty: CORS off
     render_cache_mb: int = 128  # rendered images and thumbnails kept in memory
+    public_url: str = ""  # base URL clients reach us at (behind a proxy); empty: from the request
 
     def __post_init__(self) -> None:
         check_ae_title(self.ae_title)

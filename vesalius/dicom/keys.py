@@ -115,7 +115,8 @@ DEFAULT_RETURN: dict[Level, tuple[str, ...]] = {
                   "NumberOfStudyRelatedInstances"),
     Level.SERIES: ("Modality", "SeriesInstanceUID", "SeriesNumber", "SeriesDescription",
                    "NumberOfSeriesRelatedInstances", "BodyPartExamined"),
-    Level.IMAGE: ("SOPClassUID", "SOPInstanceUID", "InstanceNumber", "NumberOfFrames"),
+    Level.IMAGE: ("SOPClassUID", "SOPInstanceUID", "InstanceNumber", "NumberOfFrames", "Rows", "Columns",
+                  "BitsAllocated"),
 }
 
 

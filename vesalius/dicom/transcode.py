@@ -31,6 +31,18 @@ class TranscodeError(InvalidDicom):
     """The object cannot be converted to any transfer syntax the peer accepts."""
 
 
+def can_encode(ts: str) -> bool:
+    """True if ``ts`` is native or pydicom has an available encoder for it here."""
+    if ts in _NATIVE:
+        return True
+    try:
+        from pydicom.pixels.encoders.base import get_encoder
+
+        return bool(get_encoder(UID(ts)).is_available)
+    except Exception:
+        return False
+
+
 def choose(stored: str, accepted: set[str] | frozenset[str]) -> str | None:
     """The transfer syntax to send ``stored`` in, or None if none is possible.
 
@@ -43,7 +55,7 @@ def choose(stored: str, accepted: set[str] | frozenset[str]) -> str | None:
         if ts in accepted:
             return ts
     for other in sorted(accepted):
-        if other not in UNCOMPRESSED and (not is_lossy(other) or is_lossy(stored)):
+        if other not in UNCOMPRESSED and (not is_lossy(other) or is_lossy(stored)) and can_encode(other):
             return other
     return None
 

@@ -213,7 +213,7 @@ class IndexReader:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def _select(self, q: Query) -> tuple[Select[Any], list[Condition]]:
+    def _select(self, q: Query, need_header: bool = False) -> tuple[Select[Any], list[Condition]]:
         level = q.level
         cols: list[Any] = [patients]
         stmt_from: Any = patients
@@ -228,6 +228,8 @@ class IndexReader:
                         instances.c.sop_class_uid, instances.c.instance_number, instances.c.number_of_frames,
                         instances.c.transfer_syntax, instances.c.blob_key, instances.c.size,
                         instances.c.charset, instances.c.received_at])
+            if need_header:  # one query, not one per match
+                cols.append(instances.c.header)
             stmt_from = stmt_from.join(instances, instances.c.series_pk == series.c.pk)
         where: list[ColumnElement[bool]] = []
         recheck: list[Condition] = []
@@ -249,7 +251,7 @@ class IndexReader:
     def find(self, q: Query, limit: int | None = None, offset: int = 0,
              need_header: bool = False) -> Iterator[Match]:
         """Yield the matches of ``q`` at its level, in index order."""
-        stmt, recheck = self._select(q)
+        stmt, recheck = self._select(q, need_header and q.level == Level.IMAGE)
         if not recheck and limit is not None:
             stmt = stmt.limit(limit).offset(offset)
         skipped = 0
@@ -260,7 +262,9 @@ class IndexReader:
             for r in rows:
                 m = self._match(q.level, r)
                 header = None
-                if need_header or any(KEYS.get(c.keyword) is None or KEYS[c.keyword].column is None
+                if need_header and q.level == Level.IMAGE:
+                    header = m._header = decode_header(r[instances.c.header])
+                elif need_header or any(KEYS.get(c.keyword) is None or KEYS[c.keyword].column is None
                                       for c in recheck):
                     header = self._header(conn, m)
                     m._header = header

@@ -53,5 +53,7 @@ def create_app(archive: Archive, extra: dict[str, Any] | None = None, *, viewer:
         middleware.append(Middleware(CORSMiddleware, allow_origins=origins,
                                      allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
                                      allow_headers=["*"], expose_headers=["Content-Type", "Warning"]))
-    return Starlette(routes=routes, middleware=middleware,
-                     exception_handlers={HTTPException: http_error, 500: http_error})
+    app = Starlette(routes=routes, middleware=middleware,
+                    exception_handlers={HTTPException: http_error, 500: http_error})
+    app.state.public_url = archive.settings.public_url
+    return app

@@ -97,9 +97,14 @@ def uids(request: Request) -> tuple[str, str | None, str | None]:
 
 
 def base_url(request: Request) -> str:
-    """The DICOMweb root URL as the client reached it (for RetrieveURL and BulkDataURI)."""
-    root = request.scope.get("root_path", "")
-    return f"{request.url.scheme}://{request.url.netloc}{root}"
+    """The DICOMweb root URL (for RetrieveURL and BulkDataURI): ``public_url`` + the mount
+    path when set, else as the client reached us (scheme and Host header)."""
+    root = str(request.scope.get("root_path", ""))
+    public = str(request.app.state.public_url or "").rstrip("/") if hasattr(request.app.state, "public_url") \
+        else ""
+    if public:
+        return public + root
+    return f"{request.url.scheme}://{request.url.netloc}{root!s}"
 
 
 def instance_url(base: str, study: str, series: str, sop: str) -> str:

@@ -6,6 +6,8 @@ identifier becomes, so both interfaces match identically; answers are DICOM JSON
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -13,7 +15,7 @@ from starlette.responses import Response
 from vesalius.archive import Archive
 from vesalius.dicom.keys import KEYS, Level
 from vesalius.dicom.matching import resolve_attribute
-from vesalius.web.dicomweb.common import DICOM_JSON, HTTPError, json_bytes, uid_param
+from vesalius.web.dicomweb.common import DICOM_JSON, HTTPError, base_url, json_bytes, uid_param
 from vesalius.web.dicomweb.multipart import parse_accept
 
 _RESERVED = frozenset({"limit", "offset", "fuzzymatching", "includefield", "accept", "charset",
@@ -60,6 +62,24 @@ def _check_accept(request: Request) -> None:
                              "application/dicom+xml is not supported")
 
 
+def _uid(item: dict[str, Any], tag: str) -> str:
+    value = item.get(tag, {}).get("Value") or [""]
+    return str(value[0])
+
+
+def _retrieve_url(base: str, level: Level, item: dict[str, Any]) -> str:
+    """RetrieveURL (0008,1190) of a match (PS3.18 Tables 10.6.3-3 to 10.6.3-5)."""
+    study = _uid(item, "0020000D")
+    if not study:
+        return ""
+    url = f"{base}/studies/{study}"
+    if level in (Level.SERIES, Level.IMAGE):
+        url += f"/series/{_uid(item, '0020000E')}"
+    if level == Level.IMAGE:
+        url += f"/instances/{_uid(item, '00080018')}"
+    return url
+
+
 async def search(request: Request, archive: Archive, level: Level) -> Response:
     """Answer one QIDO-RS request at ``level`` (path UIDs narrow the search)."""
     _check_accept(request)
@@ -82,12 +102,17 @@ async def search(request: Request, archive: Archive, level: Level) -> Response:
     cap = archive.settings.qido_max_results
     take = cap if not limit else min(limit, cap)
 
-    def run() -> tuple[list[dict[str, object]], bool]:
+    def run() -> tuple[list[dict[str, Any]], bool]:
         found = list(archive.find(q, limit=take + 1, offset=offset, defaults=True, extra_keys=extra,
                                   whole_header=everything))
         return found[:take], len(found) > take
 
     results, more = await run_in_threadpool(run)
+    base = base_url(request)
+    for item in results:
+        url = _retrieve_url(base, level, item)
+        if url:
+            item["00081190"] = {"vr": "UR", "Value": [url]}
     headers = {}
     if more and (not limit or limit > cap):
         headers["Warning"] = ('299 vesalius "The number of results exceeded the maximum supported '

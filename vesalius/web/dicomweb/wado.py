@@ -30,6 +30,7 @@ from vesalius.web.dicomweb.common import (
     HTTPError,
     base_url,
     instance_url,
+    log,
     uids,
 )
 from vesalius.web.dicomweb.multipart import MediaRange, MultipartWriter, parse_accept
@@ -129,8 +130,10 @@ async def retrieve(request: Request, archive: Archive) -> Response:
         for ref, ts in sendable:
             try:
                 body = await run_in_threadpool(_encode, archive, ref, ts)
-            except Exception:
-                continue  # a part that cannot be produced is left out (206 was not known yet)
+            except Exception as exc:
+                # The status is already sent: leave the part out and say so in the log.
+                log.warning("WADO-RS: an instance could not be converted to %s (%s)", ts, type(exc).__name__)
+                continue
             yield writer.part(f"application/dicom; transfer-syntax={ts}", body)
         yield writer.close()
 
