@@ -49,7 +49,10 @@ class _LRU:
             while self._data and (len(self._data) > self.max_entries
                                   or (self.max_bytes and self._bytes > self.max_bytes)):
                 _, old = self._data.popitem(last=False)
-                self._bytes -= len(old) if isinstance(old, bytes) else 0
+                if isinstance(old, bytes):
+                    self._bytes -= len(old)
+                elif isinstance(old, tuple) and old and isinstance(old[0], bytes):
+                    self._bytes -= len(old[0])
 
 
 class FrameService:
@@ -103,6 +106,20 @@ class FrameService:
 
     def number_of_frames(self, ref: InstanceRef) -> int:
         return self.layout(ref).frames
+
+    def video(self, ref: InstanceRef) -> tuple[bytes, str]:
+        """A video instance as a file a browser plays (MP4), from the cache if there."""
+        key = (ref.blob_key, "video")
+        cached = self._rendered.get(key)
+        if isinstance(cached, tuple):
+            return cached
+        from vesalius.dicom.video import video_stream
+
+        with self._open(ref) as f:
+            ds = dcmread(f, force=True)
+        out = video_stream(ds)
+        self._rendered.put(key, out, len(out[0]))
+        return out
 
     def render(self, ref: InstanceRef, frame: int, params: RenderParams) -> bytes:
         """Frame ``frame`` rendered as JPEG or PNG (PS3.18 8.3.5), from the cache if there."""

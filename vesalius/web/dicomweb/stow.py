@@ -9,6 +9,7 @@ The answer lists what was stored (ReferencedSOPSequence) and what failed, with t
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -27,6 +28,9 @@ from vesalius.web.dicomweb.common import (
     uid_param,
 )
 from vesalius.web.dicomweb.multipart import MultipartReader, Part, parse_media_type
+
+#: Parts of one request archived at the same time.
+_PARALLEL_PARTS = 4
 
 
 def _content_type(request: Request) -> str:
@@ -85,18 +89,32 @@ async def store(request: Request, archive: Archive) -> Response:
             raise HTTPError(413, f"the request body ({size} bytes) is larger than stow_max_bytes ({limit})")
     reader = MultipartReader(boundary, limit)
     peer = "HTTP"
-    reports: list[IngestReport] = []
     received = 0
     truncated = False
+    # Parts are archived on worker threads, a few at a time: one part's parsing overlaps
+    # another's fsync. Each is durable and indexed before the answer lists it.
+    slots = asyncio.Semaphore(_PARALLEL_PARTS)
+    tasks: list[asyncio.Task[IngestReport]] = []
+
+    async def archive_part(part: Part) -> IngestReport:
+        try:
+            return await run_in_threadpool(_store_part, archive, part, study, peer)
+        finally:
+            slots.release()
+
     try:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > limit:
-                raise HTTPError(413, f"the request body is larger than stow_max_bytes ({limit})")
-            for part in reader.feed(chunk):
-                reports.append(await run_in_threadpool(_store_part, archive, part, study, peer))
-    except ClientDisconnect:
-        truncated = True
+        try:
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit:
+                    raise HTTPError(413, f"the request body is larger than stow_max_bytes ({limit})")
+                for part in reader.feed(chunk):
+                    await slots.acquire()
+                    tasks.append(asyncio.create_task(archive_part(part)))
+        except ClientDisconnect:
+            truncated = True
+    finally:
+        reports = list(await asyncio.gather(*tasks)) if tasks else []
     if not reader.finished:
         if reader.parts_seen == 0:
             raise HTTPError(400, "the body holds no multipart/related part with the declared boundary")

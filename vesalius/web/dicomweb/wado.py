@@ -14,7 +14,7 @@ import io
 from collections.abc import AsyncIterator
 
 from pydicom import dcmread
-from pydicom.encaps import generate_fragments
+from pydicom.encaps import generate_frames
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -182,14 +182,8 @@ def _bulk_value(archive: Archive, ref: InstanceRef, tag: int) -> tuple[list[byte
         raise NotFound(f"the instance has no bulk data value for tag {tag:08X}")
     ts = str(ds.file_meta.TransferSyntaxUID)
     if tag == 0x7FE00010 and ts not in UNCOMPRESSED:
-        fragments = list(generate_fragments(elem.value))
-        if is_video(ts):
-            return [b"".join(fragments)], media_of(ts)
         frames = int(ds.get("NumberOfFrames", 1) or 1)
-        if frames == 1:
-            return [b"".join(fragments)], media_of(ts)
-        from pydicom.encaps import generate_frames
-
+        # generate_frames skips the Basic Offset Table item and joins each frame's fragments
         return list(generate_frames(elem.value, number_of_frames=frames)), media_of(ts)
     return [bytes(elem.value)], "application/octet-stream"
 
@@ -205,8 +199,12 @@ async def bulkdata(request: Request, archive: Archive) -> Response:
     except ValueError:
         raise HTTPError(400, "the bulk data tag must be 8 hexadecimal digits") from None
     refs = await run_in_threadpool(archive.instances_of, study, series, sop)
+    ranges = parse_accept(request.query_params.get("accept") or request.headers.get("accept"))
+    if tag == 0x7FE00010 and is_video(refs[0].transfer_syntax):
+        # OHIF plays video from the PixelData BulkDataURI (singlepart "video")
+        body, vmedia = await run_in_threadpool(archive.frames.video, refs[0])
+        return ranged_response(request, body, vmedia)
     values, media = await run_in_threadpool(_bulk_value, archive, refs[0], tag)
-    ranges = parse_accept(request.headers.get("accept"))
     single = next((r for r in ranges if r.type in (media, "*/*", "application/octet-stream")
                    and r.type != "multipart/related"), None)
     if single is not None and len(values) == 1 and not any(r.type == "multipart/related" for r in ranges[:1]):
@@ -276,6 +274,31 @@ async def frames(request: Request, archive: Archive) -> Response:
 # --------------------------------------------------------------------------- rendered
 
 
+def ranged_response(request: Request, body: bytes, media: str) -> Response:
+    """``body`` whole, or the byte range the request names (RFC 9110 14), as browsers'
+    video elements ask for."""
+    headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=3600"}
+    spec = request.headers.get("range", "")
+    if not spec.startswith("bytes="):
+        return Response(body, media_type=media, headers=headers)
+    first = spec[6:].split(",")[0].strip()
+    lo, _, hi = first.partition("-")
+    size = len(body)
+    try:
+        if lo == "":
+            start, end = max(size - int(hi), 0), size - 1
+        else:
+            start, end = int(lo), (int(hi) if hi else size - 1)
+    except ValueError:
+        start, end = size, size
+    if start >= size or start > end or start < 0:
+        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+    end = min(end, size - 1)
+    headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    return Response(body[start:end + 1], status_code=206, media_type=media, headers=headers)
+
+
+
 _RENDERED = {"image/jpeg": "image/jpeg", "image/png": "image/png", "image/*": "image/jpeg",
              "*/*": "image/jpeg"}
 
@@ -304,8 +327,8 @@ async def rendered(request: Request, archive: Archive, *, thumbnail: bool = Fals
     if media.startswith("video/") or (sop and is_video(ref.transfer_syntax) and "frames" not in request.path_params):
         if not is_video(ref.transfer_syntax):
             raise HTTPError(406, "the instance is not a video; accept image/jpeg or image/png")
-        values, vmedia = await run_in_threadpool(_bulk_value, archive, ref, 0x7FE00010)
-        return Response(values[0], media_type=vmedia)
+        body, vmedia = await run_in_threadpool(archive.frames.video, ref)
+        return ranged_response(request, body, vmedia)
     params = parse_params(dict(request.query_params), thumbnail=thumbnail)
     params = dataclasses.replace(params, media_type=media)
     frame = 1
