@@ -73,6 +73,19 @@ def now() -> datetime:
 _CacheEntry = tuple[str, tuple[int, int, tuple[str, str]]]
 
 
+class _Waiter:
+    """A record waiting for the next group commit."""
+
+    __slots__ = ("rec", "on_conflict", "result", "error", "done")
+
+    def __init__(self, rec: InstanceRecord, on_conflict: str) -> None:
+        self.rec = rec
+        self.on_conflict = on_conflict
+        self.result: IngestResult | None = None
+        self.error: Exception | None = None
+        self.done = False
+
+
 class IndexWriter:
     """Transactional writes of instances, patients, studies and series."""
 
@@ -84,6 +97,8 @@ class IndexWriter:
         # series UID -> (series pk, study pk, 0): parents known to exist, so an instance of a
         # known series costs one INSERT and two UPDATEs. Filled only after a commit.
         self._parents: dict[str, tuple[int, int, tuple[str, str]]] = {}
+        self._queue: list[_Waiter] = []
+        self._queue_lock = threading.Lock()
 
     def close(self) -> None:
         if self.engine is not self.read_engine:
@@ -117,14 +132,56 @@ class IndexWriter:
                 time.sleep(min(0.0002 * attempt, 0.005) * (0.5 + random.random()))
 
     def _ingest_once(self, rec: InstanceRecord, on_conflict: str) -> IngestResult:
+        if self._lock is not None:
+            return self._ingest_grouped(rec, on_conflict)
+        return self._ingest_retrying(rec, on_conflict)
+
+    def _ingest_grouped(self, rec: InstanceRecord, on_conflict: str) -> IngestResult:
+        """SQLite group commit: records that arrive while another commit runs are indexed
+        together in the next transaction, so N waiting writers cost one commit (one WAL
+        fsync), not N. Each caller returns only after its own record has committed."""
+        waiter = _Waiter(rec, on_conflict)
+        with self._queue_lock:
+            self._queue.append(waiter)
+        assert self._lock is not None
+        with self._lock:
+            if not waiter.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit_group(batch)
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.result is not None
+        return waiter.result
+
+    def _commit_group(self, batch: list[_Waiter]) -> None:
+        if len(batch) > 1:
+            try:
+                entries = []
+                with self.engine.begin() as conn:
+                    for w in batch:
+                        w.result, entry = self._ingest(conn, w.rec, w.on_conflict)
+                        entries.append(entry)
+                for entry in entries:
+                    self._remember(entry)
+                for w in batch:
+                    w.done = True
+                return
+            except Exception:
+                for w in batch:
+                    w.result = None
+                    self._parents.pop(w.rec.series_uid, None)
+        # one record, or a group that failed: each on its own, so one cannot fail the rest
+        for w in batch:
+            try:
+                w.result = self._ingest_retrying(w.rec, w.on_conflict)
+            except Exception as exc:
+                w.error = exc
+            w.done = True
+
+    def _ingest_retrying(self, rec: InstanceRecord, on_conflict: str) -> IngestResult:
         for attempt in range(20):
             try:
-                if self._lock is not None:
-                    with self._lock:
-                        with self.engine.begin() as conn:
-                            result, entry = self._ingest(conn, rec, on_conflict)
-                        self._remember(entry)
-                        return result
                 with self.engine.begin() as conn:
                     result, entry = self._ingest(conn, rec, on_conflict)
                 self._remember(entry)
