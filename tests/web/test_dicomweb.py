@@ -404,3 +404,32 @@ def test_cors_setting(tmp_path: Path) -> None:
         assert "access-control-allow-origin" not in r.headers
     finally:
         a.close()
+
+
+def test_ultrasound_regions_reach_the_viewer(client: TestClient, tmp_path: Path) -> None:
+    """Measurements in ultrasound are calibrated by the Sequence of Ultrasound Regions
+    (PS3.3 C.8.5.5), Doppler velocity regions included: the metadata must carry them whole."""
+    from pydicom.dataset import Dataset
+
+    path = make_us_multiframe(tmp_path, n_frames=3, rows=64, cols=80, seed=4)
+    ds = pydicom.dcmread(path)
+    doppler = Dataset()
+    doppler.RegionSpatialFormat = 3  # spectral
+    doppler.RegionDataType = 3  # PW spectral Doppler
+    doppler.RegionFlags = 0
+    doppler.RegionLocationMinX0, doppler.RegionLocationMinY0 = 0, 40
+    doppler.RegionLocationMaxX1, doppler.RegionLocationMaxY1 = 79, 63
+    doppler.ReferencePixelX0, doppler.ReferencePixelY0 = 0, 52
+    doppler.PhysicalUnitsXDirection = 4  # seconds
+    doppler.PhysicalUnitsYDirection = 7  # cm/s
+    doppler.PhysicalDeltaX, doppler.PhysicalDeltaY = 0.01, 2.5
+    ds.SequenceOfUltrasoundRegions.append(doppler)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    assert stow(client, [buf.getvalue()])[0] == 200
+    [meta] = client.get(f"{DW}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/metadata").json()
+    regions = meta["00186011"]["Value"]
+    assert len(regions) == 2
+    assert regions[1]["00186026"]["Value"] == [7]  # PhysicalUnitsYDirection: cm/s
+    assert regions[1]["0018602E"]["Value"] == [2.5]  # PhysicalDeltaY
+    assert regions[0]["0018602C"]["Value"][0] == pytest.approx(float(ds.SequenceOfUltrasoundRegions[0].PhysicalDeltaX))
