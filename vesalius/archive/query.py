@@ -6,12 +6,13 @@ DIMSE turns it into a data set, DICOMweb sends it as it is.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
-from vesalius.dicom.keys import DEFAULT_RETURN, KEYS, UNIQUE_KEY, Level
+from vesalius.dicom.keys import DEFAULT_RETURN, KEYS, UNIQUE_KEY, Key, Level, tag_of
 from vesalius.dicom.matching import Query
 from vesalius.index.query import IndexReader, Match
 
@@ -97,26 +98,28 @@ class QueryService:
             yield out
 
     def to_json(self, m: Match, keys: list[str], tags: list[int]) -> dict[str, Any]:
+        """The DICOM JSON answer for one match, holding ``keys`` and ``tags``."""
         out: dict[str, Any] = {}
         header = m._header
+        depth = m.level.depth
         for kw in keys:
-            tag = tag_for_keyword(kw)
-            if tag is None:
+            plan = _plan(kw)
+            if plan is None:
                 continue
-            key = KEYS.get(kw)
-            if key is not None and key.level.depth > m.level.depth:
+            hx, key, tag = plan
+            if key is not None and key.level.depth > depth:
                 continue  # an attribute of a lower level has no single value here
-            el = _column_json(kw, m)
+            el = _column_json(kw, m) if key is not None else None
             if el is None:
                 if header is None:
                     header = self.reader.header_for(m)
-                el = (header or {}).get(f"{int(tag):08X}")
+                el = (header or {}).get(hx)
                 if el is None:
                     try:
                         el = {"vr": dictionary_VR(tag)}
                     except KeyError:
                         continue
-            out[f"{int(tag):08X}"] = el
+            out[hx] = el
         for tag in tags:
             if header is None:
                 header = self.reader.header_for(m)
@@ -129,6 +132,15 @@ class QueryService:
         if charset:
             out["00080005"] = {"vr": "CS", "Value": charset.split("\\")}
         return dict(sorted(out.items()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _plan(keyword: str) -> tuple[str, Key | None, int] | None:
+    """(tag as 8 hex digits, index key or None, tag) of a return keyword, worked out once."""
+    tag = tag_of(keyword)
+    if tag is None:
+        return None
+    return f"{tag:08X}", KEYS.get(keyword), tag
 
 
 def _needs_header(keyword: str, level: Level) -> bool:

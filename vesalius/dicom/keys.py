@@ -6,6 +6,7 @@ database; keys without a column are matched and returned from the stored header 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -25,7 +26,17 @@ class Level(StrEnum):
 
     @property
     def depth(self) -> int:
-        return ("PATIENT", "STUDY", "SERIES", "IMAGE").index(self.value)
+        return _DEPTH[self]
+
+
+_DEPTH = {"PATIENT": 0, "STUDY": 1, "SERIES": 2, "IMAGE": 3}
+
+
+@functools.lru_cache(maxsize=4096)
+def tag_of(keyword: str) -> int | None:
+    """The tag of a keyword (cached: queries ask for the same few keywords per match)."""
+    t = tag_for_keyword(keyword)
+    return int(t) if t is not None else None
 
 
 @dataclass(frozen=True)
@@ -37,13 +48,13 @@ class Key:
     column: str | None  # attribute name on the level's index table; None: header JSON only
     computed: bool = False  # derived by the archive (counts, ModalitiesInStudy)
 
-    @property
+    @functools.cached_property
     def tag(self) -> int:
-        t = tag_for_keyword(self.keyword)
+        t = tag_of(self.keyword)
         assert t is not None
-        return int(t)
+        return t
 
-    @property
+    @functools.cached_property
     def vr(self) -> str:
         return str(dictionary_VR(self.tag))
 

@@ -37,8 +37,13 @@ class Match:
     _header: dict[str, Any] | None = None
 
     def row(self, level: Level) -> dict[str, Any]:
-        return {Level.PATIENT: self.patient, Level.STUDY: self.study,
-                Level.SERIES: self.series, Level.IMAGE: self.instance}[level]
+        if level == "STUDY":
+            return self.study
+        if level == "PATIENT":
+            return self.patient
+        if level == "SERIES":
+            return self.series
+        return self.instance
 
 
 def _like_escape(text: str) -> str:
@@ -256,14 +261,25 @@ class IndexReader:
             stmt = stmt.limit(limit).offset(offset)
         skipped = 0
         produced = 0
+        # Columns of the joined tables share names (pk, description, ...): read each table's
+        # columns by position, worked out once per statement.
+        layout: dict[str, list[tuple[str, int]]] = {"patients": [], "studies": [], "series": [],
+                                                    "instances": []}
+        header_at = -1
+        for i, col in enumerate(stmt.selected_columns):
+            table = getattr(col, "table", None)
+            name = getattr(table, "name", "")
+            if col.name == "header":
+                header_at = i
+            elif name in layout:
+                layout[name].append((col.name, i))
         with self.engine.connect() as conn:
-            result = conn.execute(stmt)
-            rows = result.mappings().all()
+            rows = conn.execute(stmt).all()
             for r in rows:
-                m = self._match(q.level, r)
+                m = self._match(q.level, r, layout)
                 header = None
                 if need_header and q.level == Level.IMAGE:
-                    header = m._header = decode_header(r[instances.c.header])
+                    header = m._header = decode_header(r[header_at])
                 elif need_header or any(KEYS.get(c.keyword) is None or KEYS[c.keyword].column is None
                                       for c in recheck):
                     header = self._header(conn, m)
@@ -302,23 +318,12 @@ class IndexReader:
         return decode_header(blob) if blob else None
 
     @staticmethod
-    def _match(level: Level, r: Any) -> Match:
-        # Columns of the joined tables share names (pk, description, ...); SQLAlchemy
-        # labels duplicates, so read each table's columns by their Column objects.
-        def take(table: Any) -> dict[str, Any]:
-            out = {}
-            for col in table.c:
-                if col.name == "header":
-                    continue
-                if col in r:
-                    out[col.name] = r[col]
-            return out
-
-        m = Match(level=level, patient=take(patients))
-        if level.depth >= Level.STUDY.depth:
-            m.study = take(studies)
-        if level.depth >= Level.SERIES.depth:
-            m.series = take(series)
-        if level.depth >= Level.IMAGE.depth:
-            m.instance = take(instances)
+    def _match(level: Level, r: Any, layout: dict[str, list[tuple[str, int]]]) -> Match:
+        m = Match(level=level, patient={name: r[i] for name, i in layout["patients"]})
+        if layout["studies"]:
+            m.study = {name: r[i] for name, i in layout["studies"]}
+        if layout["series"]:
+            m.series = {name: r[i] for name, i in layout["series"]}
+        if layout["instances"]:
+            m.instance = {name: r[i] for name, i in layout["instances"]}
         return m
