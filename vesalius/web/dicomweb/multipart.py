@@ -116,14 +116,19 @@ class MultipartWriter:
 
 @dataclass
 class Part:
-    """One body part of a request."""
+    """One body part of a request (its body kept as the pieces it arrived in)."""
 
     headers: dict[str, str]
-    data: bytearray
+    pieces: list[bytes] = field(default_factory=list)
+    size: int = 0
 
     @property
     def content_type(self) -> str:
         return self.headers.get("content-type", "")
+
+    @property
+    def data(self) -> bytes:
+        return self.pieces[0] if len(self.pieces) == 1 else b"".join(self.pieces)
 
 
 class PartTooLarge(QueryError):
@@ -152,7 +157,7 @@ class MultipartReader:
 
     def _begin(self) -> None:
         self.parts_seen += 1
-        self._current = Part({}, bytearray())
+        self._current = Part({})
 
     def _hfield(self, data: bytes, start: int, end: int) -> None:
         self._field += data[start:end]
@@ -170,10 +175,11 @@ class MultipartReader:
         cur = self._current
         if cur is None:
             return
-        if len(cur.data) + (end - start) > self.max_part_bytes:
+        if cur.size + (end - start) > self.max_part_bytes:
             self._error = PartTooLarge(f"a body part is larger than {self.max_part_bytes} bytes")
             return
-        cur.data += data[start:end]
+        cur.pieces.append(bytes(data[start:end]))
+        cur.size += end - start
 
     def _end(self) -> None:
         if self._current is not None and self._error is None:

@@ -10,9 +10,11 @@ The answer lists what was stored (ReferencedSOPSequence) and what failed, with t
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
+import anyio
+import anyio.to_thread
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
@@ -31,6 +33,21 @@ from vesalius.web.dicomweb.multipart import MultipartReader, Part, parse_media_t
 
 #: Parts of one request archived at the same time.
 _PARALLEL_PARTS = 4
+
+
+_LIMITERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = \
+    weakref.WeakKeyDictionary()
+
+
+def _ingest_limiter() -> anyio.CapacityLimiter:
+    """Worker threads for STOW-RS parts (one set per event loop), apart from the default
+    pool that reads use, so a burst of stores cannot leave searches and retrievals waiting
+    for a thread."""
+    loop = asyncio.get_running_loop()
+    limiter = _LIMITERS.get(loop)
+    if limiter is None:
+        limiter = _LIMITERS[loop] = anyio.CapacityLimiter(8)
+    return limiter
 
 
 def _content_type(request: Request) -> str:
@@ -56,7 +73,7 @@ def _store_part(archive: Archive, part: Part, study: str | None, peer: str) -> I
     ptype = part.content_type.split(";")[0].strip().lower()
     if ptype not in ("", "application/dicom", "application/octet-stream"):
         return IngestReport(Status.CANNOT_UNDERSTAND, "invalid", f"a part of type {ptype[:64]} is not DICOM")
-    return archive.store_bytes(bytes(part.data), source_ae=peer, expected_study=study)
+    return archive.store_bytes(part.data, source_ae=peer, expected_study=study)
 
 
 def _item(report: IngestReport, url: str | None, failure: bool) -> dict[str, Any]:
@@ -98,7 +115,8 @@ async def store(request: Request, archive: Archive) -> Response:
 
     async def archive_part(part: Part) -> IngestReport:
         try:
-            return await run_in_threadpool(_store_part, archive, part, study, peer)
+            return await anyio.to_thread.run_sync(_store_part, archive, part, study, peer,
+                                                  limiter=_ingest_limiter())
         finally:
             slots.release()
 
