@@ -342,5 +342,96 @@ def remote_remove(config: Path | None, data_dir: Path | None, db: str | None, na
     click.echo(f"removed {name}")
 
 
+@main.group()
+def user() -> None:
+    """Manage user accounts (argon2-hashed passwords, roles, scopes, API tokens)."""
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+@user.command("add")
+@_common
+@click.argument("name")
+@click.option("--role", "roles", multiple=True, required=True,
+              help="admin, radiologist, technologist, referring, auditor or researcher (repeatable).")
+@click.option("--person-name", default="", help="The user's DICOM name (FAMILY^GIVEN), for referring physicians.")
+@click.option("--institution", "institutions", multiple=True, help="Limit to studies of this InstitutionName.")
+@click.option("--department", "departments", multiple=True,
+              help="Limit to studies of this InstitutionalDepartmentName.")
+@click.option("--issuer", "issuers", multiple=True, help="Limit to patients of this IssuerOfPatientID.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def user_add(config: Path | None, data_dir: Path | None, db: str | None, name: str, roles: tuple[str, ...],
+             person_name: str, institutions: tuple[str, ...], departments: tuple[str, ...],
+             issuers: tuple[str, ...], password_stdin: bool) -> None:
+    """Create user NAME."""
+    password = _password(password_stdin)
+    with _archive(_settings(config, data_dir=data_dir, db=db), recover=False) as archive:
+        try:
+            archive.identities.add_user(name, password, list(roles), person_name=person_name,
+                                        institutions=institutions, departments=departments, issuers=issuers)
+        except VesaliusError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"user {name}: {', '.join(roles)}")
+
+
+@user.command("passwd")
+@_common
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def user_passwd(config: Path | None, data_dir: Path | None, db: str | None, name: str,
+                password_stdin: bool) -> None:
+    """Set NAME's password (ends the user's sessions and API tokens)."""
+    password = _password(password_stdin)
+    with _archive(_settings(config, data_dir=data_dir, db=db), recover=False) as archive:
+        try:
+            archive.identities.set_password(name, password)
+        except VesaliusError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"password of {name} changed")
+
+
+@user.command("disable")
+@_common
+@click.argument("name")
+@click.option("--enable", is_flag=True, help="Enable the account again.")
+def user_disable(config: Path | None, data_dir: Path | None, db: str | None, name: str, enable: bool) -> None:
+    """Disable (or --enable) user NAME."""
+    with _archive(_settings(config, data_dir=data_dir, db=db), recover=False) as archive:
+        try:
+            archive.identities.set_disabled(name, not enable)
+        except VesaliusError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"{name} {'enabled' if enable else 'disabled'}")
+
+
+@user.command("list")
+@_common
+def user_list(config: Path | None, data_dir: Path | None, db: str | None) -> None:
+    """List users, their roles and state."""
+    with _archive(_settings(config, data_dir=data_dir, db=db), recover=False) as archive:
+        for u in archive.identities.list_users():
+            state = "disabled" if u["disabled"] else ("locked" if u["locked"] else "active")
+            click.echo(f"{u['name']}\t{','.join(u['roles'])}\t{state}")
+
+
+@user.command("token")
+@_common
+@click.argument("name")
+@click.option("--label", default="", help="What the token is for.")
+@click.option("--days", type=float, default=None, help="Expire after this many days.")
+def user_token(config: Path | None, data_dir: Path | None, db: str | None, name: str, label: str,
+               days: float | None) -> None:
+    """Create an API token for NAME (printed once)."""
+    with _archive(_settings(config, data_dir=data_dir, db=db), recover=False) as archive:
+        try:
+            click.echo(archive.identities.create_token(name, label, days))
+        except VesaliusError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
 if __name__ == "__main__":
     main()

@@ -64,6 +64,7 @@ class Settings:
     dimse_timeout: float = 60.0
     network_timeout: float = 60.0
     storage: str = "filesystem"  # filesystem | memory
+    encryption_key: str = ""  # encryption at rest: "file:/path/keys.json" or "env:VARNAME"; empty: off
     remotes: tuple[Remote, ...] = field(default_factory=tuple)
     log_level: str = "INFO"
     # DICOMweb (PS3.18)
@@ -72,6 +73,11 @@ class Settings:
     cors_origins: str = ""  # comma-separated origins allowed by CORS ("*" for any); empty: CORS off
     render_cache_mb: int = 128  # rendered images and thumbnails kept in memory
     public_url: str = ""  # base URL clients reach us at (behind a proxy); empty: from the request
+    # Security
+    session_idle_minutes: float = 15.0  # browser sessions end after this much inactivity
+    oidc_issuer: str = ""  # OpenID Connect issuer whose bearer tokens are accepted (empty: none)
+    oidc_audience: str = "vesalius"
+    oidc_jwks: str = ""  # JWKS URL (https://...) or file path of the issuer's keys
 
     def __post_init__(self) -> None:
         check_ae_title(self.ae_title)
@@ -97,8 +103,14 @@ class Settings:
             raise ConfigError("stow_max_bytes must be at least 1024")
         if self.render_cache_mb < 0:
             raise ConfigError("render_cache_mb must be 0 or positive")
+        if self.oidc_issuer and not self.oidc_jwks:
+            raise ConfigError("oidc_issuer needs oidc_jwks (the issuer's JWKS URL or file)")
+        if self.session_idle_minutes <= 0:
+            raise ConfigError("session_idle_minutes must be positive")
         if self.storage not in ("filesystem", "memory"):
             raise ConfigError(f"storage must be filesystem or memory, not {self.storage!r}")
+        if self.encryption_key and not self.encryption_key.startswith(("file:", "env:")):
+            raise ConfigError('encryption_key must be "file:/path/keys.json" or "env:VARNAME" (empty: no encryption)')
 
     @property
     def db_url(self) -> str:

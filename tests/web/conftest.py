@@ -13,6 +13,34 @@ from typing import Any
 
 import uvicorn
 
+ADMIN_PASSWORD = "test admin password"
+
+
+def grant_admin(archive: Any, name: str = "admin") -> str:
+    """Create an administrator in ``archive`` and return an API token for it."""
+    archive.identities.add_user(name, ADMIN_PASSWORD, ["admin"])
+    return str(archive.identities.create_token(name, "tests"))
+
+
+def admin_headers(archive: Any) -> dict[str, str]:
+    return {"Authorization": "Bearer " + grant_admin(archive)}
+
+
+class AsAdmin:
+    """ASGI wrapper for functional tests of a live server: requests that carry no credentials
+    get an administrator's API token (the real authentication path checks it). Tests of
+    authentication itself use the app unwrapped."""
+
+    def __init__(self, app: Any, archive: Any) -> None:
+        self.app = app
+        self.header = ("Bearer " + grant_admin(archive)).encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not any(k == b"authorization" for k, _ in scope["headers"]):
+            scope = dict(scope)
+            scope["headers"] = [*scope["headers"], (b"authorization", self.header)]
+        await self.app(scope, receive, send)
+
 
 @contextmanager
 def live_server(app: Any, *, startup_s: float = 10.0) -> Iterator[str]:

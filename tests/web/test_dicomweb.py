@@ -15,6 +15,7 @@ from PIL import Image
 
 from tests.conftest import make_settings
 from tests.dicomgen import make_ct_series, make_us_multiframe, pydicom_test_file
+from tests.web.conftest import admin_headers
 from vesalius.archive import Archive, open_archive
 
 with warnings.catch_warnings():
@@ -59,7 +60,7 @@ def web_archive(tmp_path: Path) -> Iterator[Archive]:
 
 @pytest.fixture
 def client(web_archive: Archive) -> TestClient:
-    return TestClient(create_app(web_archive, viewer=False))
+    return TestClient(create_app(web_archive, viewer=False), headers=admin_headers(web_archive))
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +154,7 @@ def test_stow_body_without_parts_and_truncated(client: TestClient, web_archive: 
 def test_stow_size_limit(tmp_path: Path, ct_files: list[Path]) -> None:
     a = open_archive(make_settings(tmp_path, stow_max_bytes=50_000))
     try:
-        c = TestClient(create_app(a, viewer=False))
+        c = TestClient(create_app(a, viewer=False), headers=admin_headers(a))
         body, ctype = multipart_body([p.read_bytes() for p in ct_files])
         r = c.post(f"{DW}/studies", content=body, headers={"Content-Type": ctype})
         assert r.status_code == 413
@@ -397,7 +398,7 @@ def test_delete_levels(loaded: TestClient, web_archive: Archive, ct_files: list[
 def test_cors_setting(tmp_path: Path) -> None:
     a = open_archive(make_settings(tmp_path, cors_origins="https://viewer.example.org"))
     try:
-        c = TestClient(create_app(a, viewer=False))
+        c = TestClient(create_app(a, viewer=False), headers=admin_headers(a))
         r = c.get(f"{DW}/studies", headers={"Origin": "https://viewer.example.org"})
         assert r.headers["access-control-allow-origin"] == "https://viewer.example.org"
         r = c.get(f"{DW}/studies", headers={"Origin": "https://evil.example.com"})

@@ -48,7 +48,7 @@ from tests.dicomgen import (
     make_us_multiframe,
     pydicom_test_file,
 )
-from tests.web.conftest import Recorder, live_server
+from tests.web.conftest import AsAdmin, Recorder, live_server
 from vesalius.archive import Archive, open_archive
 from vesalius.web.app import create_app
 
@@ -96,7 +96,7 @@ class Live:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     archive = open_archive(make_settings(tmp_path_factory.mktemp("dwc-archive")))
-    recorder = Recorder(create_app(archive, viewer=False))
+    recorder = Recorder(AsAdmin(create_app(archive, viewer=False), archive))
     try:
         with live_server(recorder) as base:
             yield Live(base, archive, recorder)

@@ -40,7 +40,7 @@ from starlette.routing import Mount, Route
 
 from tests.conftest import make_settings
 from tests.videogen import clip_frames, make_video_instance, mp4_file
-from tests.web.conftest import live_server
+from tests.web.conftest import AsAdmin, live_server
 from vesalius.archive import open_archive
 from vesalius.web.app import create_app
 
@@ -99,7 +99,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         app = Starlette(routes=[
             Route("/_video-test/plain.mp4", plain_mp4),
             Route("/_video-test/", page),
-            Mount("/", app=create_app(archive, viewer=False)),
+            Mount("/", app=AsAdmin(create_app(archive, viewer=False), archive)),
         ])
         with live_server(app) as base:
             yield Site(base, urls)

@@ -35,7 +35,7 @@ from PIL import Image
 
 from tests.conftest import make_settings
 from tests.dicomgen import make_ct_series
-from tests.web.conftest import Recorder, live_server
+from tests.web.conftest import AsAdmin, Recorder, live_server
 from vesalius.archive import Archive, open_archive
 from vesalius.web.app import create_app
 from vesalius.web.viewer import default_ohif_dir
@@ -104,7 +104,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         for f in files:
             assert archive.store_bytes(f.read_bytes(), source_ae="E2E").ok
         first = pydicom.dcmread(files[0], stop_before_pixels=True)
-        recorder = Recorder(create_app(archive))
+        recorder = Recorder(AsAdmin(create_app(archive), archive))
         with live_server(recorder) as base:
             yield Site(base, archive, recorder, str(first.StudyInstanceUID), str(first.SeriesInstanceUID),
                        [pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files],

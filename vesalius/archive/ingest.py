@@ -9,8 +9,11 @@ never acknowledged and is removed by start-up recovery.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+
+from pydicom.dataset import Dataset
 
 from vesalius.dicom.parse import parse_part10
 from vesalius.dicom.record import make_record
@@ -32,6 +35,7 @@ class Status(int, Enum):
     DATASET_MISMATCH = 0xA900
     CANNOT_UNDERSTAND = 0xC000
     PROCESSING_FAILURE = 0x0110
+    NOT_AUTHORIZED = 0x0124  # Refused: Not Authorized (PS3.7 C.4.1)
     STUDY_MISMATCH = 0xC409  # STOW-RS to /studies/{uid} with an instance of another study
 
 
@@ -62,7 +66,8 @@ class Ingestor:
         self.on_conflict = on_conflict
 
     def ingest(self, data: bytes, source_ae: str = "", expected_sop_instance: str | None = None,
-               expected_study: str | None = None) -> IngestReport:
+               expected_study: str | None = None,
+               authorize: Callable[[Dataset], bool] | None = None) -> IngestReport:
         """Archive one Part-10 object; never raises for bad input, answers a status instead.
 
         (Hashing and writing on a worker thread while this one parses was measured slower:
@@ -79,6 +84,10 @@ class Ingestor:
             log.info("refused object from %s: %s", source_ae or "local", reason)
             return IngestReport(Status.CANNOT_UNDERSTAND, "invalid", reason)
         uid, study, sop_class = parsed.sop_instance_uid, parsed.study_uid, parsed.sop_class_uid
+        if authorize is not None and not authorize(parsed.dataset):
+            return IngestReport(Status.NOT_AUTHORIZED, "refused",
+                                "the caller may not store into this study's institution or department",
+                                uid, study, "", sop_class)
         if expected_study is not None and study != expected_study:
             return IngestReport(Status.STUDY_MISMATCH, "mismatch",
                                 "the instance belongs to another study than the one in the request",

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from vesalius.errors import StorageError
 from vesalius.index.models import conflicts, instances, patients, series, studies
 from vesalius.storage.base import BlobStore
+from vesalius.storage.encrypted import IntegrityError
 
 
 @dataclass
@@ -51,6 +52,8 @@ def verify(engine: Engine, store: BlobStore, progress: Callable[[int], None] | N
         rep.checked += 1
         try:
             data = store.get(key)
+        except IntegrityError:  # encrypted at rest and altered: the GCM tag did not match
+            rep.corrupt.append(sop_uid)
         except StorageError:
             rep.missing.append(sop_uid)
         else:

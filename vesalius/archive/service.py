@@ -6,9 +6,10 @@ operations; interfaces never touch the index or storage directly.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 from sqlalchemy import delete, insert, select
@@ -27,7 +28,11 @@ from vesalius.index.db import open_index
 from vesalius.index.models import instances, remotes
 from vesalius.index.query import IndexReader
 from vesalius.index.writer import IndexWriter
-from vesalius.storage import BlobStore, FilesystemStore, MemoryStore
+from vesalius.storage import BlobStore, EncryptedStore, FilesystemStore, MemoryStore, open_key_store
+
+if TYPE_CHECKING:
+    from vesalius.security.auditing import Auditor
+    from vesalius.security.identity import IdentityStore
 
 log = logging.getLogger("vesalius.archive")
 
@@ -48,9 +53,10 @@ class Archive:
 
     # ---------------------------------------------------------------- ingest
     def store_bytes(self, data: bytes, source_ae: str = "", expected_sop_instance: str | None = None,
-                    expected_study: str | None = None) -> IngestReport:
+                    expected_study: str | None = None,
+                    authorize: Callable[[Dataset], bool] | None = None) -> IngestReport:
         """Archive one DICOM Part-10 object (see :mod:`vesalius.archive.ingest`)."""
-        return self.ingestor.ingest(data, source_ae, expected_sop_instance, expected_study)
+        return self.ingestor.ingest(data, source_ae, expected_sop_instance, expected_study, authorize)
 
     # ---------------------------------------------------------------- query
     def parse_query(self, identifier: Dataset) -> Query:
@@ -136,6 +142,28 @@ class Archive:
         with self.engine.begin() as conn:
             return bool(conn.execute(delete(remotes).where(remotes.c.name == name)).rowcount)
 
+    def study_facts(self, study_uid: str) -> dict[str, str] | None:
+        """What access decisions look at (PS3.3 attributes): StudyInstanceUID,
+        ReferringPhysicianName, IssuerOfPatientID, InstitutionName and
+        InstitutionalDepartmentName (from the first instance); None if the study is unknown."""
+        return self.retrieval.study_facts(study_uid)
+
+    # ---------------------------------------------------------------- identities
+    @functools.cached_property
+    def identities(self) -> IdentityStore:
+        """Users, API tokens, sessions and study shares (see :mod:`vesalius.security.identity`)."""
+        from vesalius.security.identity import IdentityStore
+
+        return IdentityStore(self.engine)
+
+    @functools.cached_property
+    def auditor(self) -> Auditor:
+        """The audit trail's writer (see :mod:`vesalius.security.auditing`)."""
+        from vesalius.security.audit import AuditLog
+        from vesalius.security.auditing import Auditor
+
+        return Auditor(AuditLog(self.engine), self.study_facts, app_name=self.settings.ae_title)
+
     # ---------------------------------------------------------------- maintenance
     def stats(self) -> dict[str, int]:
         return maintenance.stats(self.engine)
@@ -144,6 +172,10 @@ class Archive:
         return maintenance.recover(self.engine, self.store)
 
     def close(self) -> None:
+        if "auditor" in self.__dict__:
+            self.auditor.close()
+        if "identities" in self.__dict__:
+            self.identities.close()
         self.writer.close()
         self.engine.dispose()
 
@@ -165,6 +197,8 @@ def open_archive(settings: Settings, *, recover: bool = True) -> Archive:
         store = MemoryStore()
     else:
         store = FilesystemStore(settings.data_dir / "storage")
+    if settings.encryption_key:  # encryption at rest wraps whichever store
+        store = EncryptedStore(store, open_key_store(settings.encryption_key))
     archive = Archive(settings, engine, store)
     if recover:
         result = archive.recover()

@@ -49,6 +49,20 @@ def write_engine(engine: Engine) -> Engine:
     return writer
 
 
+def locking_engine(engine: Engine) -> Engine:
+    """An engine for occasional writes (users, sessions, remotes) that take SQLite's write
+    lock at BEGIN (BEGIN IMMEDIATE) and wait for it, so a read-then-write transaction never
+    fails because another connection committed in between. PostgreSQL: ``engine`` itself."""
+    if engine.dialect.name != "sqlite":
+        return engine
+    locking = create_engine(engine.url, connect_args={"check_same_thread": False, "timeout": 30},
+                            pool_size=2, max_overflow=8)
+    event.listen(locking, "connect", _sqlite_pragmas)
+    event.listen(locking, "connect", lambda dbapi_conn, _rec: setattr(dbapi_conn, "isolation_level", None))
+    event.listen(locking, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    return locking
+
+
 def _no_busy_wait(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA busy_timeout=0")

@@ -142,3 +142,54 @@ remotes = Table(
     Column("host", String(255), nullable=False),
     Column("port", Integer, nullable=False),
 )
+
+
+# ============================================================================ audit trail
+# Tables of the audit trail (vesalius/security/audit.py; migration 0002_audit). They hold PHI by
+# design (who saw which patient's images) and are append-only: the migration adds triggers that
+# refuse UPDATE and DELETE, and every row is hash-chained to the one before it, so an edit made
+# around the triggers is still found by ``AuditLog.verify``.
+
+#: One row per audit message. ``pk`` is the position in the hash chain (1, 2, 3 ...), assigned
+#: under the lock on ``audit_head``, so a gap means a deleted record.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("pk", PK, primary_key=True, autoincrement=False),
+    Column("at", DateTime(timezone=True), nullable=False),  # EventDateTime, UTC
+    Column("event_id", String(16), nullable=False),  # EventID code, e.g. 110112
+    Column("action", String(1), nullable=False),  # EventActionCode C/R/U/D/E
+    Column("outcome", Integer, nullable=False),  # EventOutcomeIndicator 0/4/8/12
+    Column("user_id", Text, nullable=False, default=""),  # the requesting participant's UserID
+    Column("source_address", Text, nullable=False, default=""),  # its NetworkAccessPointID
+    Column("patient_id", SearchText, nullable=False, default=""),  # first patient (ParticipantObjectID)
+    Column("study_uid", Text, nullable=False, default=""),  # first study
+    Column("xml", Text, nullable=False),  # the PS3.15 A.5 AuditMessage
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),  # SHA-256(prev_hash || canonical record bytes)
+    Index(None, "at"),
+    Index(None, "user_id", "at"),
+    Index(None, "event_id", "at"),
+)
+
+#: Every patient and study an audit message names (a message may name several studies),
+#: covered by the record's hash.
+audit_refs = Table(
+    "audit_refs",
+    metadata,
+    Column("pk", PK, primary_key=True, autoincrement=True),
+    Column("audit_pk", PK, ForeignKey("audit_log.pk"), nullable=False, index=True),
+    Column("kind", String(8), nullable=False),  # patient | study
+    Column("value", SearchText, nullable=False),
+    Index(None, "kind", "value", "audit_pk"),
+)
+
+#: One row (id = 1): the chain's last position and hash, so a deleted tail is found too.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", PK, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=True),
+)

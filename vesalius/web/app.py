@@ -1,5 +1,6 @@
 """The ASGI application: DICOMweb under ``/dicom-web``, WADO-URI at ``/wado``, ``/healthz``,
-and the OHIF viewer at ``/`` when it is installed."""
+``/login``, and the OHIF viewer at ``/`` when it is installed. Every request but
+``/healthz`` and the login page is authenticated (:mod:`vesalius.web.auth`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from vesalius import __version__
 from vesalius.archive import Archive
+from vesalius.web.auth import Authenticator, AuthMiddleware, login_routes
 from vesalius.web.dicomweb import dicomweb_routes
 
 
@@ -41,16 +43,20 @@ def create_app(archive: Archive, extra: dict[str, Any] | None = None, *, viewer:
         return JSONResponse({"error": detail, "status": status, "path": request.url.path[:200]},
                             status_code=status)
 
+    authenticator = Authenticator(archive)
     routes: list[BaseRoute] = [Route("/healthz", healthz)]
+    routes += login_routes(authenticator)
     routes += dicomweb_routes(archive)
     if viewer:
         from vesalius.web.viewer import default_ohif_dir, viewer_routes
 
         routes += viewer_routes(default_ohif_dir())
-    middleware = []
+    # CORS outside authentication, so preflight requests are answered; every other request
+    # is authenticated before any route runs.
+    middleware = [Middleware(AuthMiddleware, authenticator=authenticator)]
     origins = [o.strip() for o in archive.settings.cors_origins.split(",") if o.strip()]
     if origins:
-        middleware.append(Middleware(CORSMiddleware, allow_origins=origins,
+        middleware.insert(0, Middleware(CORSMiddleware, allow_origins=origins,
                                      allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
                                      allow_headers=["*"], expose_headers=["Content-Type", "Warning"]))
     app = Starlette(routes=routes, middleware=middleware,

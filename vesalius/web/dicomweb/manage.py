@@ -15,13 +15,18 @@ from starlette.responses import JSONResponse, Response
 from vesalius.archive import Archive
 from vesalius.dicom.render import parse_params
 from vesalius.dicom.uids import is_valid_uid
+from vesalius.security.policy import Action
+from vesalius.web.dicomweb.access import client_of, require_study
 from vesalius.web.dicomweb.common import HTTPError, uids
 from vesalius.web.dicomweb.wado import _encode
 
 
 async def delete(request: Request, archive: Archive) -> Response:
     study, series, sop = uids(request)
+    p = await require_study(request, archive, Action.DELETE, study)
+    facts = await run_in_threadpool(archive.study_facts, study)
     n = await run_in_threadpool(archive.delete, study, series, sop)
+    archive.auditor.deleted(p.name, client_of(request), facts or {"StudyInstanceUID": study}, n)
     return JSONResponse({"deleted_instances": n})
 
 
@@ -39,6 +44,7 @@ async def wado_uri(request: Request, archive: Archive) -> Response:
         if not is_valid_uid(value):
             raise HTTPError(400, f"{name} is missing or not a valid UID")
         keys[name] = value
+    await require_study(request, archive, Action.RETRIEVE, keys["studyUID"])
     content = (qp.get("contentType") or "image/jpeg").split(",")[0].strip().lower()
     if content not in _WADO_URI_MEDIA:
         raise HTTPError(406, f"contentType must be one of {', '.join(_WADO_URI_MEDIA)}")

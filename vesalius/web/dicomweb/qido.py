@@ -15,6 +15,8 @@ from starlette.responses import Response
 from vesalius.archive import Archive
 from vesalius.dicom.keys import KEYS, Level
 from vesalius.dicom.matching import resolve_attribute
+from vesalius.security.policy import Action
+from vesalius.web.dicomweb.access import client_of, require, scoped_query, visible_results
 from vesalius.web.dicomweb.common import DICOM_JSON, HTTPError, base_url, json_bytes, uid_param
 from vesalius.web.dicomweb.multipart import parse_accept
 
@@ -95,7 +97,8 @@ async def search(request: Request, archive: Archive, level: Level) -> Response:
     fuzzy_raw = request.query_params.get("fuzzymatching", "false").strip().lower()
     if fuzzy_raw not in ("true", "false"):
         raise HTTPError(400, "fuzzymatching must be true or false")
-    q = archive.parse_qido(level, pairs, fuzzy=fuzzy_raw == "true")
+    principal = require(request, Action.QUERY, archive)
+    q = scoped_query(principal, archive.parse_qido(level, pairs, fuzzy=fuzzy_raw == "true"))
     extra, _tags, everything = _include_fields(request, level)
     limit = _int_param(request, "limit")
     offset = _int_param(request, "offset") or 0
@@ -105,9 +108,10 @@ async def search(request: Request, archive: Archive, level: Level) -> Response:
     def run() -> tuple[list[dict[str, Any]], bool]:
         found = list(archive.find(q, limit=take + 1, offset=offset, defaults=True, extra_keys=extra,
                                   whole_header=everything))
-        return found[:take], len(found) > take
+        return visible_results(archive, principal, found[:take]), len(found) > take
 
     results, more = await run_in_threadpool(run)
+    archive.auditor.query(principal.name, client_of(request), f"{request.url.path}?{request.url.query}")
     base = base_url(request)
     for item in results:
         url = _retrieve_url(base, level, item)

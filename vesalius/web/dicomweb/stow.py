@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 import anyio.to_thread
+from pydicom.dataset import Dataset
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from vesalius.archive import Archive
 from vesalius.archive.ingest import IngestReport, Status
 from vesalius.errors import QueryError
+from vesalius.security.identity import Principal
+from vesalius.security.policy import Action, decide
+from vesalius.web.dicomweb.access import client_of, needs_study_check, require
 from vesalius.web.dicomweb.common import (
     DICOM_JSON,
     HTTPError,
@@ -69,11 +75,24 @@ def _content_type(request: Request) -> str:
     return boundary
 
 
-def _store_part(archive: Archive, part: Part, study: str | None, peer: str) -> IngestReport:
+def _authorizer(principal: Principal) -> Callable[[Dataset], bool]:
+    """Store only into the caller's scopes (institution, department, issuer)."""
+
+    def check(ds: Dataset) -> bool:
+        facts = {k: str(ds.get(k, "") or "") for k in ("StudyInstanceUID", "ReferringPhysicianName",
+                                                     "InstitutionName", "InstitutionalDepartmentName",
+                                                     "IssuerOfPatientID")}
+        return decide(principal, Action.STORE, facts)
+
+    return check
+
+
+def _store_part(archive: Archive, part: Part, study: str | None, peer: str,
+                authorize: Callable[[Dataset], bool] | None = None) -> IngestReport:
     ptype = part.content_type.split(";")[0].strip().lower()
     if ptype not in ("", "application/dicom", "application/octet-stream"):
         return IngestReport(Status.CANNOT_UNDERSTAND, "invalid", f"a part of type {ptype[:64]} is not DICOM")
-    return archive.store_bytes(part.data, source_ae=peer, expected_study=study)
+    return archive.store_bytes(part.data, source_ae=peer, expected_study=study, authorize=authorize)
 
 
 def _item(report: IngestReport, url: str | None, failure: bool) -> dict[str, Any]:
@@ -94,6 +113,12 @@ def _item(report: IngestReport, url: str | None, failure: bool) -> dict[str, Any
 async def store(request: Request, archive: Archive) -> Response:
     """``POST /studies`` and ``POST /studies/{study}`` (PS3.18 10.5.1)."""
     study = uid_param(request, "study") if "study" in request.path_params else None
+    principal = require(request, Action.STORE, archive)
+    if study is not None:
+        facts = await run_in_threadpool(archive.study_facts, study)
+        if facts is not None and needs_study_check(principal) and not decide(principal, Action.STORE, facts):
+            raise HTTPError(404, "the study is not in the archive")
+    authorize = _authorizer(principal) if needs_study_check(principal) else None
     boundary = _content_type(request)
     limit = archive.settings.stow_max_bytes
     declared = request.headers.get("content-length")
@@ -115,7 +140,7 @@ async def store(request: Request, archive: Archive) -> Response:
 
     async def archive_part(part: Part) -> IngestReport:
         try:
-            return await anyio.to_thread.run_sync(_store_part, archive, part, study, peer,
+            return await anyio.to_thread.run_sync(_store_part, archive, part, study, peer, authorize,
                                                   limiter=_ingest_limiter())
         finally:
             slots.release()
@@ -144,6 +169,8 @@ async def store(request: Request, archive: Archive) -> Response:
         raise HTTPError(400, "the body holds no DICOM part")
     base = base_url(request)
     stored = [r for r in reports if r.ok]
+    for study_uid in {r.study_uid for r in stored}:
+        archive.auditor.accessed(principal.name, client_of(request), study_uid, "C")
     failed = [r for r in reports if not r.ok]
     doc: dict[str, Any] = {}
     if stored:

@@ -25,6 +25,8 @@ from vesalius.dicom.render import parse_params
 from vesalius.dicom.transcode import choose, transcode
 from vesalius.dicom.uids import EXPLICIT_VR_LE, UNCOMPRESSED
 from vesalius.errors import NotFound
+from vesalius.security.policy import Action
+from vesalius.web.dicomweb.access import require_study
 from vesalius.web.dicomweb.common import (
     DICOM_JSON,
     HTTPError,
@@ -110,6 +112,7 @@ def _encode(archive: Archive, ref: InstanceRef, target: str) -> bytes:
 async def retrieve(request: Request, archive: Archive) -> Response:
     """Study, series or instance retrieve (PS3.18 10.4.1)."""
     study, series, sop = uids(request)
+    await require_study(request, archive, Action.RETRIEVE, study)
     multipart, syntaxes = _dicom_choice(parse_accept(request.headers.get("accept")))
     refs = await run_in_threadpool(archive.instances_of, study, series, sop)
     plan = [(ref, _target(ref, syntaxes)) for ref in refs]
@@ -185,6 +188,7 @@ def _as_stored(archive: Archive, writer: MultipartWriter, sendable: list[tuple[I
 async def metadata(request: Request, archive: Archive) -> Response:
     """Study, series or instance metadata as DICOM JSON, from the index (PS3.18 10.4.1.1.2)."""
     study, series, sop = uids(request)
+    await require_study(request, archive, Action.RETRIEVE, study)
     ranges = parse_accept(request.headers.get("accept"))
     if not any(r.type in ("application/dicom+json", "application/json", "*/*", "application/*")
                for r in ranges):
@@ -230,6 +234,7 @@ def _bulk_value(archive: Archive, ref: InstanceRef, tag: int) -> tuple[list[byte
 async def bulkdata(request: Request, archive: Archive) -> Response:
     """A bulk data value named by a BulkDataURI of the metadata (PS3.18 10.4.1.1.3)."""
     study, series, sop = uids(request)
+    await require_study(request, archive, Action.RETRIEVE, study)
     raw = str(request.path_params["tag"])
     try:
         tag = int(raw, 16)
@@ -293,6 +298,7 @@ def _frame_choice(ranges: list[MediaRange], stored_ts: str) -> tuple[bool, bool]
 async def frames(request: Request, archive: Archive) -> Response:
     """Frames of an instance (PS3.18 10.4.1.1.4)."""
     study, series, sop = uids(request)
+    await require_study(request, archive, Action.RETRIEVE, study)
     numbers = _frame_numbers(str(request.path_params["frames"]))
     refs = await run_in_threadpool(archive.instances_of, study, series, sop)
     ref = refs[0]
@@ -360,6 +366,7 @@ def _representative(refs: list[InstanceRef]) -> InstanceRef:
 async def rendered(request: Request, archive: Archive, *, thumbnail: bool = False) -> Response:
     """Rendered image or thumbnail of a study, series, instance or frame (PS3.18 10.4.1.1.5, 9.5)."""
     study, series, sop = uids(request)
+    await require_study(request, archive, Action.RETRIEVE, study)
     media = _render_media(request)
     refs = await run_in_threadpool(archive.instances_of, study, series, sop)
     ref = refs[0] if sop else _representative(refs)

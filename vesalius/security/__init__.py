@@ -1,0 +1,1 @@
+"""Security: identities, roles, the access-policy point and the audit trail (``audit``)."""
