@@ -23,7 +23,6 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from pydicom.errors import BytesLengthException
 
 from benchmarks.fuzz_ingest import (
     MIB,
@@ -70,13 +69,8 @@ FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None
 
 
 def _known_bug(exc: BaseException) -> str | None:
-    """Which pinned regression (below) an exception escaping parse_part10 is, if any."""
-    if isinstance(exc, RecursionError):
-        return "deep sequence nesting"  # test_deep_nesting_is_refused
-    if isinstance(exc, zlib.error):
-        return "deflate check bypassed"  # test_corrupt_deflate_without_group_length_is_refused
-    if isinstance(exc, BytesLengthException | NotImplementedError):
-        return "value conversion"  # test_unconvertible_values_are_refused
+    """Which pinned regression an exception escaping parse_part10 is, if any (none left:
+    deep nesting, bypassed deflate checks and unconvertible values are now refused)."""
     return None
 
 
@@ -173,10 +167,6 @@ def test_deflated_under_the_limit_is_accepted(small_inflate_limit: None) -> None
         assert parse_part10(_deflated(group_length, mib=None)).transfer_syntax == TS_DEFLATED.decode()
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception,
-                   reason="fuzz: the deflate bomb check is skipped when (0002,0000) is "
-                   "missing or lies, or the Transfer Syntax UID lies past byte 1024; pydicom then "
-                   "inflates everything (a 312 kB input inflating to 300 MiB peaks at 601 MiB)")
 @pytest.mark.parametrize("group_length,late_ts", [("none", False), ("huge", False), ("ok", True)])
 def test_deflate_bomb_check_cannot_be_bypassed(small_inflate_limit: None, group_length: str,
                                                late_ts: bool) -> None:
@@ -193,9 +183,6 @@ def _meta_only(ts: bytes, group_length: str = "ok") -> bytes:
     return build_meta([(0x00020010, b"UI", ts)], group_length)
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="fuzz: pydicom reads nested sequences recursively; parse_part10 lets "
-                   "RecursionError out")
 @pytest.mark.parametrize("kind", ["closed", "open", "deflated"])
 def test_deep_nesting_is_refused(kind: str) -> None:
     """Input: 00 x 128, then
@@ -214,9 +201,6 @@ def test_deep_nesting_is_refused(kind: str) -> None:
         parse_part10(data)
 
 
-@pytest.mark.xfail(strict=True, raises=zlib.error,
-                   reason="fuzz: deflated data set without (0002,0000): the deflate check is skipped and "
-                   "pydicom's zlib.error escapes parse_part10")
 @pytest.mark.parametrize("group_length", ["none", "huge"])
 def test_corrupt_deflate_without_group_length_is_refused(group_length: str) -> None:
     """Input (178 bytes): 00 x 128, then
@@ -232,10 +216,6 @@ def _with_vr(data: bytes, tag: int, vr: bytes) -> bytes:
     return data[:el.pos + 4] + vr + data[el.pos + 6:]
 
 
-@pytest.mark.xfail(strict=True, raises=(BytesLengthException, NotImplementedError),
-                   reason="fuzz: values pydicom cannot convert (wrong VR for the length, unknown VR) "
-                   "escape parse_part10 from dcmread's file meta, _check_uid and "
-                   "_check_native_pixel_length")
 @pytest.mark.parametrize("where", ["meta group length", "meta group length, no VR", "SOPClassUID as UL",
                                    "SOPInstanceUID as ZZ", "Rows as UL", "Columns as ZZ"])
 def test_unconvertible_values_are_refused(where: str) -> None:
@@ -258,7 +238,7 @@ def test_unconvertible_values_are_refused(where: str) -> None:
         parse_part10(data)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="fuzz: 8 MiB of zeros after a deflated data set (a 10 kB input, "
+@pytest.mark.xfail(strict=False, raises=AssertionError, reason="fuzz (timing, so not strict): 8 MiB of zeros after a deflated data set (a 10 kB input, "
                    "well under the inflate limit) are read as 1M empty (0000,0000) elements: seconds "
                    "of CPU; 256 MiB would take minutes")
 def test_zero_element_flood_is_cheap() -> None:

@@ -89,11 +89,25 @@ def _check_encapsulated_end(ds: Dataset, data: bytes, ts: str) -> None:
         raise InvalidDicom("truncated object: encapsulated pixel data has no sequence delimiter")
 
 
+def _meta_end(data: bytes) -> tuple[str, int]:
+    """The Transfer Syntax UID of the file meta and where the data set starts, read the way
+    pydicom reads them (with or without a group length)."""
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+
+    fp = io.BytesIO(data)
+    try:
+        read_preamble(fp, False)
+        meta = _read_file_meta_info(fp)
+    except Exception as exc:
+        raise InvalidDicom(f"file meta information is malformed ({type(exc).__name__})") from None
+    return str(meta.get("TransferSyntaxUID", "")).rstrip("\0 "), fp.tell()
+
+
 def _check_deflate_bomb(data: bytes) -> None:
     """Refuse a Deflated Explicit VR Little Endian data set that inflates past the limit."""
-    if data[132:140] != b"\x02\x00\x00\x00UL\x04\x00":
-        return  # no group length: pydicom reads it, bounded by MAX_OBJECT_BYTES only
-    meta_end = 144 + struct.unpack("<I", data[140:144])[0]
+    ts, meta_end = _meta_end(data)
+    if ts != DEFLATED_LE:
+        return
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     pending, total = data[meta_end:], 0
     try:
@@ -146,8 +160,21 @@ def parse_part10(data: bytes, *, expected_sop_instance: str | None = None) -> Pa
     if len(data) < 132 or data[128:132] != b"DICM":
         raise InvalidDicom("not a DICOM Part-10 object (no 'DICM' prefix after the 128-byte preamble)")
     check_preamble(data)
-    if b"1.2.840.10008.1.2.1.99" in data[132:1024]:
+    if b"1.2.840.10008.1.2.1.99" in data:
         _check_deflate_bomb(data)
+    try:
+        return _parse(data, expected_sop_instance)
+    except InvalidDicom:
+        raise
+    except RecursionError:
+        raise InvalidDicom("sequences nested too deeply to read") from None
+    except Exception as exc:
+        # pydicom raises many kinds for hostile bytes (zlib.error, BytesLengthException, ...):
+        # all mean the same to the sender
+        raise InvalidDicom(f"corrupt or malformed DICOM object ({type(exc).__name__})") from None
+
+
+def _parse(data: bytes, expected_sop_instance: str | None) -> ParsedInstance:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
