@@ -41,6 +41,9 @@ _EXECUTABLE_MAGIC = (b"MZ", b"\x7fELF", b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf"
 MAX_OBJECT_BYTES = 4 * 1024**3
 #: The most a deflated data set may inflate to (decompression bombs, PS3.5 A.5).
 MAX_INFLATED_BYTES = 256 * 1024**2
+#: A deflated data set inflating more than this many times its size, past the floor, is refused.
+MAX_DEFLATE_RATIO = 200
+MAX_RATIO_FLOOR = 4 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -98,9 +101,10 @@ def _meta_end(data: bytes) -> tuple[str, int]:
     try:
         read_preamble(fp, False)
         meta = _read_file_meta_info(fp)
+        ts = str(meta.get("TransferSyntaxUID", "")).rstrip("\0 ")
     except Exception as exc:
         raise InvalidDicom(f"file meta information is malformed ({type(exc).__name__})") from None
-    return str(meta.get("TransferSyntaxUID", "")).rstrip("\0 "), fp.tell()
+    return ts, fp.tell()
 
 
 def _check_deflate_bomb(data: bytes) -> None:
@@ -111,11 +115,19 @@ def _check_deflate_bomb(data: bytes) -> None:
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     pending, total = data[meta_end:], 0
     try:
-        while pending:  # inflate in bounded steps, keeping nothing
-            total += len(inflater.decompress(pending, 16 * 1024**2))
+        while pending and not inflater.eof:  # inflate in bounded steps, keeping nothing
+            out = len(inflater.decompress(pending, 16 * 1024**2))
+            total += out
+            if out == 0 and inflater.unconsumed_tail == pending:
+                break  # no progress: nothing more will come out of this input
             pending = inflater.unconsumed_tail
             if total > MAX_INFLATED_BYTES:
                 raise InvalidDicom("deflated data set inflates past the 256 MiB limit (decompression bomb)")
+        compressed = max(len(data) - meta_end, 1)
+        if total > MAX_RATIO_FLOOR and total > MAX_DEFLATE_RATIO * compressed:
+            # Real data sets deflate a few times; thousands of times is a run of one byte,
+            # which pydicom would read as millions of empty elements (seconds of CPU each MiB).
+            raise InvalidDicom(f"deflated data set inflates {total // compressed}-fold (decompression bomb)")
     except zlib.error:
         raise InvalidDicom("deflated data set is not valid deflate data") from None
 
