@@ -94,6 +94,19 @@ class Authenticator:
             self._admin_seen = self.ids.has_admin()
         return self._admin_seen
 
+    def cached(self, headers: dict[str, str]) -> tuple[Principal, str] | None:
+        """The principal of a credential checked within the last ``_CACHE_SECONDS``."""
+        auth = headers.get("authorization", "")
+        if auth[:7].lower() == "bearer ":
+            hit = self.cache.get(_key("bearer", auth[7:].strip()))
+            return (hit[0], "bearer") if hit else None
+        if not auth:
+            sid = _cookie(headers.get("cookie", ""), COOKIE)
+            if sid:
+                hit = self.cache.get(_key("session", sid))
+                return (hit[0], "session") if hit else None
+        return None
+
     def resolve(self, headers: dict[str, str], client: str) -> tuple[Principal | None, str]:
         """(principal, how): ``how`` is "session" for cookie sessions (CSRF rules apply)."""
         auth = headers.get("authorization", "")
@@ -176,14 +189,15 @@ class AuthMiddleware:
                                                                                            "/api"))):
             await self.app(scope, receive, send)
             return
-        if not await run_in_threadpool(self.auth.ready):
+        if not self.auth._admin_seen and not await run_in_threadpool(self.auth.ready):
             await _json(503, "no administrator account yet; create one with: "
                              "vesalius user add NAME --role admin")(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         client = (scope.get("client") or ("", 0))[0]
         try:
-            principal, how = await run_in_threadpool(self.auth.resolve, headers, client)
+            cached = self.auth.cached(headers)  # no thread hop when the credential was seen
+            principal, how = cached if cached else await run_in_threadpool(self.auth.resolve, headers, client)
         except AuthError as exc:
             principal, how = None, ""
             reason = str(exc)
