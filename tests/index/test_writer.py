@@ -60,3 +60,26 @@ def test_delete_recomputes_parents(archive: Archive) -> None:
     assert study["00080061"]["Value"] == ["CT"]
     assert archive.delete(uid("A")) == 3
     assert archive.stats()["patients"] == 0
+
+
+def test_scope_columns_are_filled_on_ingest_and_by_the_migration(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import select
+
+    from vesalius.index.db import _alembic_config
+    from vesalius.index.models import studies
+
+    a = open_archive(make_settings(tmp_path))
+    try:
+        assert a.store_bytes(instance("A", "S1", 0, InstitutionName="NORTH",
+                                      InstitutionalDepartmentName="RAD")).ok
+        facts = a.study_facts(uid("A"))
+        assert facts is not None and facts["InstitutionName"] == "NORTH"
+        cfg = _alembic_config(a.engine)
+        command.downgrade(cfg, "0003")  # an archive from before the columns existed
+        command.upgrade(cfg, "head")  # filled again from the stored header
+        with a.engine.connect() as conn:
+            row = conn.execute(select(studies.c.institution, studies.c.department)).one()
+        assert tuple(row) == ("NORTH", "RAD")
+    finally:
+        a.close()

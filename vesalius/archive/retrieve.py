@@ -6,7 +6,6 @@ it, and otherwise transcode it (see :mod:`vesalius.dicom.transcode`).
 
 from __future__ import annotations
 
-import json
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,21 +123,16 @@ class RetrieveService:
         return [(InstanceRef(*row[:7]), zlib.decompress(row[7]).decode()) for row in rows]
 
     def study_facts(self, study_uid: str) -> dict[str, str] | None:
-        stmt = (select(studies.c.pk, studies.c.referring_name, patients.c.issuer, patients.c.patient_id)
+        stmt = (select(studies.c.referring_name, studies.c.institution, studies.c.department, patients.c.issuer,
+                       patients.c.patient_id)
                 .join(patients, studies.c.patient_pk == patients.c.pk).where(studies.c.study_uid == study_uid))
         with self.engine.connect() as conn:
             row = conn.execute(stmt).first()
-            if row is None:
-                return None
-            blob = conn.execute(select(instances.c.header).where(instances.c.study_pk == row.pk)
-                                .order_by(instances.c.pk).limit(1)).scalar()
-        facts = {"StudyInstanceUID": study_uid, "ReferringPhysicianName": row.referring_name or "",
-                 "IssuerOfPatientID": row.issuer or "", "PatientID": row.patient_id or ""}
-        header = json.loads(zlib.decompress(blob)) if blob else {}
-        for keyword, tag in (("InstitutionName", "00080080"), ("InstitutionalDepartmentName", "00081040")):
-            value = (header.get(tag) or {}).get("Value") or [""]
-            facts[keyword] = str(value[0])
-        return facts
+        if row is None:
+            return None
+        return {"StudyInstanceUID": study_uid, "ReferringPhysicianName": row.referring_name or "",
+                "IssuerOfPatientID": row.issuer or "", "PatientID": row.patient_id or "",
+                "InstitutionName": row.institution or "", "InstitutionalDepartmentName": row.department or ""}
 
     def read(self, ref: InstanceRef) -> bytes:
         return self.store.get(ref.blob_key)

@@ -85,6 +85,9 @@ KEYS: dict[str, Key] = {
         Key("SOPClassesInStudy", _ST, None, computed=True),
         Key("NumberOfStudyRelatedSeries", _ST, "num_series", computed=True),
         Key("NumberOfStudyRelatedInstances", _ST, "num_instances", computed=True),
+        # Not Q/R keys of PS3.4 C.6; kept per study (first instance) for access scopes
+        Key("InstitutionName", _ST, "institution"),
+        Key("InstitutionalDepartmentName", _ST, "department"),
         # Series level (C.6.1.1.4)
         Key("SeriesInstanceUID", _SE, "series_uid"),
         Key("Modality", _SE, "modality"),

@@ -48,6 +48,8 @@ class InstanceRecord:
     study_id: str
     study_description: str
     referring_name: str
+    institution: str
+    department: str
     # series
     modality: str
     series_number: int | None
@@ -150,6 +152,8 @@ def make_record(ds: Dataset, *, sop_uid: str, sop_class: str, study_uid: str, se
         study_id=_s(ds, "StudyID", 64),
         study_description=_s(ds, "StudyDescription", 256),
         referring_name=_s(ds, "ReferringPhysicianName", 324),
+        institution=_s(ds, "InstitutionName", 64),
+        department=_s(ds, "InstitutionalDepartmentName", 64),
         modality=_s(ds, "Modality", 16),
         series_number=_i(ds, "SeriesNumber"),
         series_description=_s(ds, "SeriesDescription", 256),

@@ -78,7 +78,11 @@ studies = Table(
     Column("charset", String(128), nullable=False, default=""),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Access scopes (InstitutionName, InstitutionalDepartmentName of the study's first instance)
+    Column("institution", SearchText, nullable=False, default="", server_default=""),
+    Column("department", SearchText, nullable=False, default="", server_default=""),
     Index(None, "study_date"),
+    Index(None, "institution"),
     Index(None, "accession_number"),
     Index(None, "updated_at"),
 )

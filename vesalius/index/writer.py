@@ -253,6 +253,7 @@ class IndexWriter:
                 study_uid=rec.study_uid, patient_pk=patient_pk, study_date=rec.study_date,
                 study_time=rec.study_time, accession_number=rec.accession_number,
                 study_id=rec.study_id, description=rec.study_description,
+                institution=rec.institution, department=rec.department,
                 referring_name=rec.referring_name, modalities="", sop_classes="", num_series=0,
                 num_instances=0, size_bytes=0, charset=rec.charset, created_at=ts, updated_at=ts,
             ).returning(studies.c.pk)).scalar_one()
