@@ -26,7 +26,6 @@ import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import av
@@ -40,22 +39,11 @@ from starlette.routing import Mount, Route
 
 from tests.conftest import make_settings
 from tests.videogen import clip_frames, make_video_instance, mp4_file
-from tests.web.conftest import AsAdmin, live_server
+from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, AsAdmin, live_server
 from vesalius.archive import open_archive
 from vesalius.web.app import create_app
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--use-angle=swiftshader",
-    "--enable-unsafe-swiftshader",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--autoplay-policy=no-user-gesture-required",
-]
+VIDEO_ARGS = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
 TIMEOUT_MS = 30_000
 N, ROWS, COLS, FPS = 48, 240, 320, 24
 DURATION = N / FPS
@@ -189,7 +177,7 @@ def page(site: Site) -> Iterator[Any]:
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=CHROMIUM_ARGS)
+                                    args=VIDEO_ARGS)
         try:
             pg = browser.new_page()
             pg.set_default_timeout(TIMEOUT_MS)

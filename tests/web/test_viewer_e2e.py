@@ -23,7 +23,6 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,22 +34,11 @@ from PIL import Image
 
 from tests.conftest import make_settings
 from tests.dicomgen import make_ct_series
-from tests.web.conftest import AsAdmin, Recorder, live_server
+from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, AsAdmin, Recorder, live_server
 from vesalius.archive import Archive, open_archive
 from vesalius.web.app import create_app
 from vesalius.web.viewer import default_ohif_dir
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--use-angle=swiftshader",
-    "--enable-unsafe-swiftshader",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TIMEOUT_MS = 30_000
 PATIENT_NAME = "Viewer^Vera"
 SHOWN_NAME = "Viewer, Vera"  # as OHIF's study list writes it

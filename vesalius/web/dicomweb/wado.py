@@ -24,6 +24,7 @@ from vesalius.archive.retrieve import InstanceRef
 from vesalius.dicom.render import parse_params
 from vesalius.dicom.transcode import choose, transcode
 from vesalius.dicom.uids import EXPLICIT_VR_LE, UNCOMPRESSED
+from vesalius.dicom.video import is_video
 from vesalius.errors import NotFound
 from vesalius.security.policy import Action
 from vesalius.web.dicomweb.access import require_study
@@ -60,10 +61,6 @@ _ALIASES = {"image/x-jls": "image/jls", "image/x-dicom-rle": "image/dicom-rle"}
 
 def media_of(ts: str) -> str:
     return _TS_MEDIA.get(ts, "application/octet-stream")
-
-
-def is_video(ts: str) -> bool:
-    return media_of(ts).startswith("video/")
 
 
 # --------------------------------------------------------------------------- instances
